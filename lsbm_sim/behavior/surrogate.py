@@ -86,8 +86,16 @@ class SentenceEncoder:
         if not self.path.is_dir():
             raise LsbmError(f"sentence encoder folder not found: {self.path}")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
-        self._model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
+        # A progress bar for loading 100 tensors from a local folder is noise in a simulation's output.
+        bars = transformers_logging.is_progress_bar_enabled()
+        transformers_logging.disable_progress_bar()
+        try:
+            self._model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
+        finally:
+            if bars:
+                transformers_logging.enable_progress_bar()
         self.batch_size = batch_size
         self.name = self.path.name if self.path.name != "model" else "all-MiniLM-L6-v2"
         self._cache: dict[str, np.ndarray] = {}
@@ -122,12 +130,12 @@ def default_encoder(path: str | None = None) -> SentenceEncoder:
 
 def query_features(batch: QueryBatch, encoder: SentenceEncoder) -> np.ndarray:
     """The head's input: one row of FEATURES per query."""
-    personas = encoder.encode(list(batch.personas))
-    contents = encoder.encode(list(batch.contents))
     used_p, p_index = np.unique(batch.persona_id, return_inverse=True)
     used_c, c_index = np.unique(batch.item_id, return_inverse=True)
+    personas = encoder.encode([batch.personas[i] for i in used_p.tolist()])
+    contents = encoder.encode([batch.contents[i] for i in used_c.tolist()])
     # Similarities of the personas and posts that occur, computed once per pair, then looked up per row.
-    similarity = (personas[used_p] @ contents[used_c].T)[p_index, c_index]
+    similarity = (personas @ contents.T)[p_index, c_index]
     x = np.empty((len(batch), len(FEATURES)), dtype=np.float64)
     x[:, 0] = similarity
     x[:, 1] = np.log1p(batch.proof)

@@ -1,0 +1,171 @@
+"""The `lsbm-sim` command.
+
+    lsbm-sim run SCENARIO --out DIR [--seed N] [--steps N] [--set PATH=VALUE ...]
+    lsbm-sim validate SCENARIO [--set PATH=VALUE ...]
+    lsbm-sim serve / distill / bft ...
+
+Bad input (a scenario, a data file, a server's answer) ends with one line on stderr naming what is wrong and
+where, and exit code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lsbm_sim.errors import LsbmError
+
+app = typer.Typer(
+    name="lsbm-sim",
+    help="Agent-based social simulation driven by a Large Social Behavior Model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a scenario field by dotted path, e.g. --set feed.size=5 (repeatable)."),
+]
+
+
+def _overrides(set_: list[str] | None, seed: int | None = None, steps: int | None = None) -> list[str]:
+    overrides = list(set_ or [])
+    if steps is not None:
+        overrides.append(f"steps={steps}")
+    return overrides
+
+
+@app.command()
+def run(
+    scenario: ScenarioArg,
+    out: Annotated[Path | None, typer.Option(help="Results folder (default: results/<scenario name>).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: the scenario's).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Number of steps (default: the scenario's).")] = None,
+    set_: SetOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+) -> None:
+    """Run a scenario and write its results folder."""
+    from lsbm_sim.model import load_scenario
+    from lsbm_sim.model import run as run_scenario
+
+    spec = load_scenario(scenario, _overrides(set_, steps=steps))
+    out = out if out is not None else Path("results") / spec.name
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+        TimeElapsedColumn(), console=console, disable=quiet, transient=False,
+    ) as progress:  # fmt: skip
+        task = progress.add_task(f"{spec.name}: setting up", total=spec.steps)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, description=spec.name)
+
+        result = run_scenario(spec, seed=seed, out=out, progress=advance)
+    if not quiet:
+        print_summary(result)
+    console.print(f"results: {out}")
+
+
+def print_summary(result) -> None:
+    """The per-post figures and the broker's statistics, as tables."""
+    out = Console()
+    table = Table(title=f"{result.manifest['name']} (seed {result.manifest['seed']}, {result.manifest['agents']:,} agents)")
+    summary = result.summary()
+    short = {"item_id": "post", "cascade_size": "cascade", "max_breadth": "breadth", "structural_virality": "virality"}
+    for column in summary.columns:
+        table.add_column(short.get(column, column), justify="left" if column == "item_id" else "right")
+    for row in summary.itertuples(index=False):
+        table.add_row(*[f"{v:.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v) for v in row])
+    out.print(table)
+    broker = result.manifest["broker"]
+    stats = result.manifest.get("behavior_stats", {})
+    line = (
+        f"decisions {broker['decisions']:,} | distinct prompts {broker['unique_queries']:,} | "
+        f"cache hits {broker['cache_hits']:,} | model rows {broker['model_rows']:,}"
+    )
+    if stats.get("prompt_tokens") is not None:
+        line += f" | prompt tokens {stats['prompt_tokens']:,}"
+    if broker.get("prompts_per_second"):
+        line += f" | {broker['prompts_per_second']:,.0f} prompts/s"
+    timings = result.manifest["timings"]
+    line += f" | setup {timings['setup_seconds']:.1f}s, steps {timings['steps_seconds']:.1f}s"
+    out.print(line, soft_wrap=True)
+
+
+@app.command()
+def validate(scenario: ScenarioArg, set_: SetOption = None) -> None:
+    """Check a scenario: its fields, the files it names, the network and every post's authors."""
+    from lsbm_sim.model import check_scenario
+
+    summary = check_scenario(scenario, _overrides(set_))
+    console.print(
+        f"{scenario}: valid ({summary['agents']:,} agents, {summary['follow_edges']:,} follow edges, "
+        f"{summary['personas']:,} personas, {summary['posts']} posts, {summary['steps']} steps, "
+        f"backend {summary['backend']})"
+    )
+
+
+def _register_optional_commands() -> None:
+    """Commands whose modules carry heavier imports; each module provides its typer command or app."""
+    try:
+        from lsbm_sim.serve import serve_command
+
+        app.command("serve")(serve_command)
+    except ImportError:
+        pass
+    try:
+        from lsbm_sim.distill import distill_command
+
+        app.command("distill")(distill_command)
+    except ImportError:
+        pass
+    try:
+        from lsbm_sim.bft.cli import bft_app
+
+        app.add_typer(bft_app, name="bft", help="Behavior instruction fine-tuning: prepare, train, eval.")
+    except ImportError:
+        pass
+
+
+_register_optional_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app; user errors become one line and exit code 2."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app(args=argv, standalone_mode=False)
+    except LsbmError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except Exception as exc:
+        # click's own usage errors (missing argument, bad option) carry their exit code
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

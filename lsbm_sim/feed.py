@@ -1,0 +1,136 @@
+"""Who sees what: the pending shares waiting in feeds, and the policies that pick from them.
+
+When u shares a post, each follower v gets a pending entry (v, post, sharer u). In a step, each online person's
+feed policy orders their pending entries and shows up to `feed.size` of them, at most one per post (a second
+friend's share of the same post waits for a later step, where it is a new chance, as in the independent cascade
+model). Shown entries leave the inbox; the rest wait, unless they are older than `feed.max_age`. Entries for a
+post the person already engaged with, or for a removed post, are dropped.
+
+Everything is done on arrays sorted once per step; no Python runs per person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+PROMOTED = -1
+"""The sharer of an entry the platform put into a feed (a promoted post)."""
+
+
+@dataclass
+class Exposures:
+    """The step's exposures, one row each: who saw which post through whom (sharer -1: promoted), and the
+    position in that person's feed (0 = top)."""
+
+    agent: np.ndarray
+    item: np.ndarray
+    sharer: np.ndarray
+    rank: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.agent)
+
+
+class Inbox:
+    """Pending feed entries as parallel arrays (struct of arrays)."""
+
+    def __init__(self) -> None:
+        self.agent = np.zeros(0, dtype=np.int32)
+        self.item = np.zeros(0, dtype=np.int32)
+        self.sharer = np.zeros(0, dtype=np.int32)
+        self.created = np.zeros(0, dtype=np.int32)
+        self.sequence = np.zeros(0, dtype=np.int64)  # arrival order, to break ties reproducibly
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self.agent)
+
+    def add(self, agent: np.ndarray, item: np.ndarray | int, sharer: np.ndarray | int, step: int) -> None:
+        n = len(agent)
+        if n == 0:
+            return
+        self.agent = np.concatenate([self.agent, agent.astype(np.int32)])
+        self.item = np.concatenate([self.item, np.broadcast_to(np.asarray(item, dtype=np.int32), n)])
+        self.sharer = np.concatenate([self.sharer, np.broadcast_to(np.asarray(sharer, dtype=np.int32), n)])
+        self.created = np.concatenate([self.created, np.full(n, step, dtype=np.int32)])
+        self.sequence = np.concatenate([self.sequence, np.arange(self._next, self._next + n, dtype=np.int64)])
+        self._next += n
+
+    def _keep(self, mask: np.ndarray) -> None:
+        for name in ("agent", "item", "sharer", "created", "sequence"):
+            setattr(self, name, getattr(self, name)[mask])
+
+    def select(
+        self,
+        online: np.ndarray,
+        engaged: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        removed: np.ndarray,
+        policy: str,
+        size: int | None,
+        step: int,
+        max_age: int | None,
+        popularity: np.ndarray,
+        rng: np.random.Generator,
+    ) -> Exposures:
+        """Take this step's exposures out of the inbox.
+
+        `online[agent]`: who looks at their feed this step. Entries where `engaged(item, agent)` (the person
+        already liked, shared or commented) or `removed[item]` are dropped. `popularity[item]`: engagement so
+        far, for the popularity policy.
+        """
+        valid = ~(engaged(self.item, self.agent) | removed[self.item])
+        if max_age is not None:
+            valid &= step - self.created <= max_age
+        if not valid.all():
+            self._keep(valid)
+        candidates = np.flatnonzero(online[self.agent])
+        if len(candidates) == 0:
+            return Exposures(*(np.zeros(0, dtype=np.int32) for _ in range(4)))
+
+        agent = self.agent[candidates]
+        item = self.item[candidates]
+        promoted = (self.sharer[candidates] == PROMOTED).astype(np.int8)
+        created = self.created[candidates]
+        sequence = self.sequence[candidates]
+        # np.lexsort sorts by the last key first: person, then promoted posts on top, then the policy's order.
+        if policy == "all":
+            order = np.lexsort((sequence, -promoted, agent))
+        elif policy == "chronological":
+            order = np.lexsort((-sequence, -created, -promoted, agent))
+        elif policy == "popularity":
+            order = np.lexsort((-sequence, -created, -popularity[item], -promoted, agent))
+        elif policy == "random":
+            order = np.lexsort((rng.random(len(candidates)), -promoted, agent))
+        else:
+            raise ValueError(f"unknown feed policy {policy!r}")
+
+        # One entry per (person, post) per step: the first in feed order.
+        n_items = int(removed.shape[0])
+        pair = agent[order].astype(np.int64) * n_items + item[order]
+        _, first = np.unique(pair, return_index=True)
+        first.sort()
+        order = order[first]
+
+        # Position in the person's feed, then the attention budget.
+        sorted_agent = agent[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(sorted_agent)) + 1]
+        group_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        rank = np.arange(len(order)) - group_start
+        if size is not None and policy != "all":
+            within = rank < size
+            order, rank = order[within], rank[within]
+
+        chosen = candidates[order]
+        exposures = Exposures(
+            agent=self.agent[chosen].copy(),
+            item=self.item[chosen].copy(),
+            sharer=self.sharer[chosen].copy(),
+            rank=rank.astype(np.int32),
+        )
+        keep = np.ones(len(self), dtype=bool)
+        keep[chosen] = False
+        self._keep(keep)
+        return exposures

@@ -1,0 +1,666 @@
+"""The simulation: a Mesa model whose step is the story of one round of social media.
+
+    1. activate  who is online (each person's activity rate)
+    2. expose    each online person's feed shows up to feed.size posts their followees shared (or promoted ones)
+    3. decide    every exposure is one question; the broker asks the behavior model once for the whole step
+    4. sample    one reaction per exposure, drawn from the model's probabilities with a seeded generator
+    5. apply     likes and comments add social proof; a share puts the post into the sharer's followers' feeds
+    6. collect   Mesa's DataCollector records the step; the event log gets one row per exposure
+
+State lives in arrays owned by the model (struct of arrays): a step costs array operations, not a Python call
+per person. `UserAgent`s in `model.agents` are real Mesa agents that read those arrays.
+
+Randomness comes from one seed split into named streams (population, network, authors, activity, feed,
+sampling, ...), so that, e.g., a change of feed policy does not shift the reactions' random numbers, and the
+event log does not depend on how the broker batched or cached its questions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import time
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mesa
+import numpy as np
+import pandas as pd
+
+from lsbm_sim.agents import UserAgent
+from lsbm_sim.behavior import BehaviorModel, Broker, make_behavior_model
+from lsbm_sim.behavior.base import (
+    AGE_BINS,
+    PROOF_BINS,
+    SEEN_BINS,
+    SHARER_BINS,
+    BehaviorModelBase,
+    QueryBatch,
+    as_batch,
+    bin_value,
+)
+from lsbm_sim.content import Post, make_post
+from lsbm_sim.feed import PROMOTED, Exposures, Inbox
+from lsbm_sim.metrics import cascade_metrics
+from lsbm_sim.network import Network, generate_network, load_network
+from lsbm_sim.population import Population, build_population
+from lsbm_sim.results import (
+    EVENTS,
+    EventLog,
+    SimulationResult,
+    check_output_folder,
+    partial_dir,
+    publish,
+    staging_dir,
+    write_tables,
+)
+from lsbm_sim.scenario import FILE_KINDS, PostSpec, Scenario
+
+EXPOSED, ENGAGED, SHARED = 1, 2, 4
+"""Bits of `SocialModel.status[item, agent]`: was shown it; liked, shared or commented; shared."""
+
+STREAMS = ("population", "network", "authors", "activity", "feed", "sampling", "interventions", "thresholds")
+
+
+class SocialModel(mesa.Model):
+    """A population on a follow graph reacting to posts as a behavior model predicts.
+
+    >>> model = SocialModel("scenarios/eco_product_launch.yaml", seed=7)  # doctest: +SKIP
+    >>> model.run()  # doctest: +SKIP
+    >>> model.result().items  # doctest: +SKIP
+
+    `behavior`: a BehaviorModel to use instead of the scenario's. `agent_class`: a UserAgent subclass.
+    `events_path`: stream the event log to this Parquet file instead of keeping it in memory.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario | str | Path,
+        seed: int | None = None,
+        overrides: Sequence[str] = (),
+        behavior: BehaviorModel | None = None,
+        agent_class: type[UserAgent] = UserAgent,
+        events_path: Path | None = None,
+    ):
+        scenario = load_scenario(scenario, overrides)
+        seed = scenario.seed if seed is None else int(seed)
+        super().__init__(seed=seed)
+        self.scenario = scenario
+        self.seed = seed
+        self.timings: dict[str, float] = {}
+        started = time.perf_counter()
+        self._streams = dict(zip(STREAMS, np.random.SeedSequence(seed).spawn(len(STREAMS))))
+        self._generators: dict[str, np.random.Generator] = {}
+
+        self.population, self.network = build_world(scenario, self.stream)
+        n = self.population.size
+        self.num_agents = n
+
+        # Posts: everything the scenario will post, so that item numbers are fixed from the start.
+        self._schedule: list[tuple[int, PostSpec, str]] = [
+            (p.step, p, f"content[{k}]") for k, p in enumerate(scenario.content)
+        ] + [
+            (iv.step, iv.post, f"interventions[{k}].post")
+            for k, iv in enumerate(scenario.interventions)
+            if iv.kind == "inject"
+        ]
+        self.item_ids = [spec.id for _, spec, _ in self._schedule]
+        self.item_texts = [spec.text for _, spec, _ in self._schedule]
+        self.item_index = {pid: i for i, pid in enumerate(self.item_ids)}
+        self.posts: dict[int, Post] = {}
+        n_items = len(self.item_ids)
+
+        # Model-owned state (struct of arrays).
+        self.status = np.zeros((n_items, n), dtype=np.uint8)
+        self.seen = np.zeros((n_items, n), dtype=np.uint8)  # exposures so far, capped at 255
+        self.followees_shared = np.zeros((n_items, n), dtype=np.int32)  # accounts followed that shared it
+        self.removed = np.zeros(n_items, dtype=bool)
+        self.entered = np.full(n_items, -1, dtype=np.int32)
+        self.label_of = np.zeros(n_items, dtype=np.int32)
+        self.labels: list[str] = [""]
+        self.item_reach = np.zeros(n_items, dtype=np.int64)
+        self.agent_exposures = np.zeros(n, dtype=np.int32)
+        self.inbox = Inbox()
+        self._cascade: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # item, agent, parent, step
+
+        # The behavior model and its broker.
+        self.behavior = behavior if behavior is not None else make_behavior_model(scenario.behavior, scenario)
+        self.reactions = tuple(self.behavior.reactions)
+        if "ignore" not in self.reactions:
+            raise ValueError(f"the behavior model's reactions {self.reactions} lack 'ignore'")
+        self.share_index = self.reactions.index("share") if "share" in self.reactions else -1
+        self.item_reaction_counts = {r: np.zeros(n_items, dtype=np.int64) for r in self.reactions if r != "ignore"}
+        self.agent_reaction_counts = {r: np.zeros(n, dtype=np.int32) for r in self.reactions if r != "ignore"}
+        cache = scenario.resolve(scenario.behavior.cache) if scenario.behavior.cache is not None else None
+        self.broker = Broker(self.behavior, cache_path=cache)
+
+        # Mesa agents: the user's handle on each person.
+        agent_class.create_agents(self, n, agent_id=list(range(n)))
+        self._agent_list: list[UserAgent] = list(self.agents)
+        self._hooked = {
+            hook: np.array(
+                sorted(a.agent_id for cls, agents in self.agents_by_type.items() if _overrides(cls, hook) for a in agents),
+                dtype=np.int64,
+            )
+            for hook in ("on_reaction", "step")
+        }
+        if hasattr(self.behavior, "bind"):
+            self.behavior.bind(self)
+
+        self.events = EventLog(self.reactions, self.item_ids, path=events_path)
+        self._last: dict[str, int] = {}
+        self.datacollector = mesa.DataCollector(
+            model_reporters={
+                "step": lambda m: m.steps - 1,
+                "online": lambda m: m._last["online"],
+                "exposures": lambda m: m._last["exposures"],
+                **{r: (lambda m, r=r: m._last[r]) for r in self.reactions},
+                "new_reach": lambda m: m._last["new_reach"],
+                "reach": lambda m: int(m.item_reach.sum()),
+                "pending": lambda m: len(m.inbox),
+                "distinct_queries": lambda m: m._last["distinct_queries"],
+            }
+        )
+        self.timings["setup_seconds"] = time.perf_counter() - started
+        for phase in ("enter", "activate", "expose", "decide", "sample", "apply", "collect"):
+            self.timings[f"{phase}_seconds"] = 0.0
+
+    # ----------------------------------------------------------------------------------------------- helpers
+
+    def stream(self, name: str) -> np.random.Generator:
+        """The named random stream (population, network, authors, activity, feed, sampling, ...)."""
+        if name not in self._generators:
+            if name not in self._streams:
+                self._streams[name] = np.random.SeedSequence(
+                    [self.seed, int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")]
+                )
+            self._generators[name] = np.random.default_rng(self._streams[name])
+        return self._generators[name]
+
+    def _timed(self, phase: str, started: float) -> float:
+        now = time.perf_counter()
+        self.timings[f"{phase}_seconds"] += now - started
+        return now
+
+    # -------------------------------------------------------------------------------------------- the step
+
+    def step(self) -> None:
+        t = self.steps - 1  # Mesa counts steps from 1 and increments before calling step()
+        clock = time.perf_counter()
+        self._enter_posts(t)
+        self._intervene(t)
+        clock = self._timed("enter", clock)
+
+        online = self.stream("activity").random(self.num_agents) < self.population.activity
+        clock = self._timed("activate", clock)
+
+        exposures = self.inbox.select(
+            online=online,
+            engaged=lambda item, agent: (self.status[item, agent] & ENGAGED) != 0,
+            removed=self.removed,
+            policy=self.scenario.feed.policy,
+            size=self.scenario.feed.size,
+            step=t,
+            max_age=self.scenario.feed.max_age,
+            popularity=sum(self.item_reaction_counts.values(), np.zeros(len(self.item_ids), dtype=np.int64)),
+            rng=self.stream("feed"),
+        )
+        clock = self._timed("expose", clock)
+
+        unique_before = self.broker.stats.unique_queries
+        probs = self.broker.decide(self.queries(exposures, t))
+        clock = self._timed("decide", clock)
+
+        # One uniform number per exposure, in the exposures' canonical order (person, feed position): the
+        # draw does not depend on how the broker grouped the questions.
+        uniform = self.stream("sampling").random(len(exposures))
+        cumulative = np.cumsum(probs.astype(np.float64), axis=1)
+        reaction = np.minimum((uniform[:, None] >= cumulative).sum(axis=1), len(self.reactions) - 1).astype(np.int8)
+        clock = self._timed("sample", clock)
+
+        new_reach = self._apply(exposures, reaction, t)
+        clock = self._timed("apply", clock)
+
+        self.events.append(t, exposures.agent, exposures.item, exposures.sharer, exposures.rank, reaction, probs)
+        counts = np.bincount(reaction, minlength=len(self.reactions))
+        self._last = {
+            "online": int(online.sum()),
+            "exposures": len(exposures),
+            "new_reach": new_reach,
+            "distinct_queries": self.broker.stats.unique_queries - unique_before,
+            **{r: int(c) for r, c in zip(self.reactions, counts)},
+        }
+        self.datacollector.collect(self)
+        if t + 1 >= self.scenario.steps:
+            self.running = False
+        self._timed("collect", clock)
+
+    def queries(self, exposures: Exposures, t: int) -> QueryBatch:
+        """The behavior-model question of each exposure, as a batch of binned codes."""
+        agent, item = exposures.agent, exposures.item
+        n_sharers = self.followees_shared[item, agent]
+        proof = sum(
+            (c for r, c in self.item_reaction_counts.items() if r != "share"), np.zeros(len(self.item_ids), np.int64)
+        )
+        return QueryBatch(
+            personas=self.population.personas,
+            contents=self.item_texts,
+            labels=self.labels,
+            dispositions=self.population.dispositions,
+            persona_id=self.population.archetype[agent],
+            item_id=item,
+            label_id=self.label_of[item],
+            sharers=bin_value(n_sharers, SHARER_BINS),
+            proof=bin_value(proof[item], PROOF_BINS),
+            age=bin_value(t - self.entered[item], AGE_BINS),
+            seen=bin_value(self.seen[item, agent], SEEN_BINS),
+            promoted=exposures.sharer == PROMOTED,
+            agent_id=agent,
+            n_sharers=n_sharers,
+        )
+
+    def _share(self, item: np.ndarray, agent: np.ndarray, parent: np.ndarray, t: int) -> None:
+        """Agents share posts: they join the cascades and their followers find the posts in their feeds."""
+        if len(agent) == 0:
+            return
+        self.status[item, agent] |= SHARED | ENGAGED
+        self._cascade.append((item.astype(np.int32), agent.astype(np.int32), parent.astype(np.int32),
+                              np.full(len(agent), t, dtype=np.int32)))  # fmt: skip
+        owner, follower = self.network.followers_of_many(agent)
+        follower_item = item[owner]
+        # Count, per (post, follower), the followed accounts that shared it (social proof and linear threshold).
+        key = follower_item.astype(np.int64) * self.num_agents + follower
+        unique_key, times = np.unique(key, return_counts=True)
+        self.followees_shared.reshape(-1)[unique_key] += times.astype(np.int32)
+        waiting = (self.status[follower_item, follower] & ENGAGED) == 0
+        self.inbox.add(follower[waiting], follower_item[waiting], agent[owner][waiting], t)
+
+    def _enter_posts(self, t: int) -> None:
+        for step, spec, field in self._schedule:
+            if step != t:
+                continue
+            index = self.item_index[spec.id]
+            post = make_post(spec, index, t, field, self.population, self.network, self.stream("authors"))
+            self.posts[index] = post
+            self.entered[index] = t
+            authors = post.authors
+            self._share(np.full(len(authors), index, dtype=np.int32), authors, np.full(len(authors), -1), t)
+
+    def _intervene(self, t: int) -> None:
+        for iv in self.scenario.interventions:
+            if iv.step != t or iv.kind == "inject":
+                continue
+            index = self.item_index[iv.item]
+            if iv.kind == "remove":
+                self.removed[index] = True
+            elif iv.kind == "label":
+                if iv.text not in self.labels:
+                    self.labels.append(iv.text)
+                self.label_of[index] = self.labels.index(iv.text)
+            elif iv.kind == "promote":
+                if self.entered[index] < 0:
+                    raise ValueError(f"promote at step {t}: post {iv.item!r} has not been posted yet")
+                candidates = np.flatnonzero((self.status[index] & ENGAGED) == 0)
+                k = min(iv.k, len(candidates))
+                chosen = np.sort(self.stream("interventions").choice(candidates, size=k, replace=False))
+                self.inbox.add(chosen.astype(np.int32), index, PROMOTED, t)
+
+    def _apply(self, exposures: Exposures, reaction: np.ndarray, t: int) -> int:
+        """Update counters, social proof and cascades; run agent hooks. Returns the step's new reach."""
+        agent, item = exposures.agent, exposures.item
+        first_time = (self.status[item, agent] & EXPOSED) == 0
+        self.status[item, agent] |= EXPOSED
+        self.item_reach += np.bincount(item[first_time], minlength=len(self.item_ids))
+        self.seen[item, agent] = np.minimum(self.seen[item, agent].astype(np.int32) + 1, 255).astype(np.uint8)
+        self.agent_exposures += np.bincount(agent, minlength=self.num_agents).astype(np.int32)
+
+        engaged = reaction != self.reactions.index("ignore")
+        self.status[item[engaged], agent[engaged]] |= ENGAGED
+        for k, r in enumerate(self.reactions):
+            if r == "ignore":
+                continue
+            chosen = reaction == k
+            self.item_reaction_counts[r] += np.bincount(item[chosen], minlength=len(self.item_ids))
+            self.agent_reaction_counts[r] += np.bincount(agent[chosen], minlength=self.num_agents).astype(np.int32)
+
+        if self.share_index >= 0:
+            shares = reaction == self.share_index
+            sharer = exposures.sharer[shares]
+            item_s = item[shares]
+            # A promoted post that is shared hangs off the post's first author in the cascade.
+            first_author = np.array([self.posts[i].authors[0] if i in self.posts else -1 for i in range(len(self.item_ids))])
+            parent = np.where(sharer == PROMOTED, first_author[item_s], sharer)
+            self._share(item_s, agent[shares], parent, t)
+
+        self._run_hooks(exposures, reaction)
+        return int(first_time.sum())
+
+    def _run_hooks(self, exposures: Exposures, reaction: np.ndarray) -> None:
+        hooked = self._hooked["on_reaction"]
+        if len(hooked):
+            rows = np.flatnonzero(np.isin(exposures.agent, hooked))
+            for i in rows.tolist():
+                sharer = int(exposures.sharer[i])
+                self._agent_list[int(exposures.agent[i])].on_reaction(
+                    self.item_ids[int(exposures.item[i])], self.reactions[int(reaction[i])],
+                    None if sharer == PROMOTED else sharer,
+                )  # fmt: skip
+        for i in self._hooked["step"].tolist():
+            self._agent_list[i].step()
+
+    # ------------------------------------------------------------------------------------------- running
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Run the remaining steps; `progress(done, total)` is called after each step."""
+        total = self.scenario.steps
+        while self.running and self.steps < total:
+            self.step()
+            if progress is not None:
+                progress(self.steps, total)
+        self.running = False
+
+    def events_so_far(self) -> pd.DataFrame:
+        return self.events.frame()
+
+    def items_table(self) -> pd.DataFrame:
+        """One row per post: when it entered, its reach, reactions and cascade metrics."""
+        cascades = (
+            [np.concatenate(parts) for parts in zip(*self._cascade)]
+            if self._cascade
+            else [np.zeros(0, dtype=np.int32)] * 4
+        )
+        c_item, c_agent, c_parent, _ = cascades
+        rows = []
+        for index, pid in enumerate(self.item_ids):
+            mine = np.flatnonzero(c_item == index)  # already in the order shares happened: parents first
+            agents, parents = c_agent[mine], c_parent[mine]
+            local = {a: k for k, a in enumerate(agents.tolist())}
+            parent_local = np.array([local.get(p, -1) if p >= 0 else -1 for p in parents.tolist()], dtype=np.int64)
+            post = self.posts.get(index)
+            rows.append(
+                {
+                    "item_id": pid,
+                    "text": self.item_texts[index],
+                    "topic": post.topic if post else None,
+                    "entered": int(self.entered[index]),
+                    "authors": len(post.authors) if post else 0,
+                    "label": self.labels[self.label_of[index]] or None,
+                    "removed": bool(self.removed[index]),
+                    "reach": int(self.item_reach[index]),
+                    **{r: int(c[index]) for r, c in self.item_reaction_counts.items()},
+                    **cascade_metrics(parent_local),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def agents_table(self) -> pd.DataFrame:
+        frame = pd.DataFrame({"agent_id": np.arange(self.num_agents, dtype=np.int32)})
+        if self.network.node_labels is not None:
+            frame["node"] = pd.Series(self.network.node_labels, dtype=str).to_numpy()
+        frame["archetype"] = self.population.archetype
+        frame["activity"] = self.population.activity
+        frame["followers"] = self.network.out_degree
+        frame["following"] = self.network.in_degree
+        for column in self.population.traits.columns:
+            frame[column] = self.population.traits[column].to_numpy()
+        frame["exposures"] = self.agent_exposures
+        for r, c in self.agent_reaction_counts.items():
+            frame[r] = c
+        return frame
+
+    def manifest(self, complete: bool, error: str | None = None) -> dict[str, Any]:
+        behavior_stats = dict(getattr(self.behavior, "stats", {}) or {})
+        broker = self.broker.stats.as_dict()
+        steps_seconds = sum(v for k, v in self.timings.items() if k != "setup_seconds")
+        broker["prompts_per_second"] = broker["model_rows"] / broker["model_seconds"] if broker["model_seconds"] else None
+        return {
+            "format": "lsbm-sim results",
+            "version": 1,
+            "name": self.scenario.name,
+            "seed": self.seed,
+            "steps_run": int(self.steps),
+            "scenario": self.scenario.model_dump(mode="json"),
+            "reactions": list(self.reactions),
+            "items": self.item_ids,
+            "backend": self.scenario.behavior.backend if not _is_custom(self.behavior, self.scenario) else type(self.behavior).__name__,
+            "behavior_fingerprint": getattr(self.behavior, "fingerprint", None),
+            "agents": self.num_agents,
+            "follow_edges": self.network.num_edges,
+            "exposures": self.events.rows,
+            "timings": {**{k: round(v, 4) for k, v in self.timings.items()}, "steps_seconds": round(steps_seconds, 4)},
+            "broker": broker,
+            "behavior_stats": behavior_stats,
+            "versions": package_versions(),
+            "complete": complete,
+            **({"error": error} if error else {}),
+        }
+
+    def result(self) -> SimulationResult:
+        """The run's tables in memory (the event log too, unless it was streamed to a file)."""
+        self.events.close()
+        steps = self.datacollector.get_model_vars_dataframe().reset_index(drop=True)
+        return SimulationResult(
+            steps=steps,
+            items=self.items_table(),
+            agents=self.agents_table(),
+            manifest=self.manifest(complete=not self.running and self.steps >= self.scenario.steps),
+            _events=self.events.frame() if self.events.path is None else None,
+        )
+
+
+def _overrides(cls: type, hook: str) -> bool:
+    return getattr(cls, hook, None) is not getattr(UserAgent, hook)
+
+
+def _is_custom(behavior: Any, scenario: Scenario) -> bool:
+    return type(behavior).__module__.split(".")[0] != "lsbm_sim"
+
+
+def load_scenario(scenario: Scenario | str | Path, overrides: Sequence[str] = ()) -> Scenario:
+    if isinstance(scenario, Scenario):
+        return scenario.with_overrides(overrides) if overrides else scenario
+    return Scenario.from_yaml(scenario, overrides=overrides)
+
+
+def build_world(scenario: Scenario, stream: Callable[[str], np.random.Generator]) -> tuple[Population, Network]:
+    """The population and the network. A network file fixes the number of people; a stochastic block model
+    needs the people's traits first."""
+    pop_spec, net_spec = scenario.population, scenario.network
+    persona_path = scenario.resolve(pop_spec.path) if pop_spec.path is not None else None
+    if net_spec.kind in FILE_KINDS:
+        network = load_network(net_spec, scenario.resolve(net_spec.path))
+        if pop_spec.size is not None and pop_spec.size != network.n:
+            from lsbm_sim.errors import ScenarioError
+
+            raise ScenarioError(f"population.size is {pop_spec.size} but {net_spec.path} has {network.n} nodes")
+        population = build_population(pop_spec, network.n, stream("population"), persona_path)
+        population = align_population(population, network, persona_path)
+        return population, network
+    population = build_population(pop_spec, None, stream("population"), persona_path)
+    network = generate_network(net_spec, population.size, stream("network"), population.traits)
+    return population, network
+
+
+def align_population(population: Population, network: Network, path: Path | None) -> Population:
+    """Put persona rows in the network's node order (by the CSV's `node` column, when it has one)."""
+    from lsbm_sim.errors import DataError
+
+    if population.size != network.n:
+        raise DataError(f"{path}: {population.size} personas for {network.n} network nodes")
+    if population.node_labels is None:
+        return population
+    position = {str(label): i for i, label in enumerate(population.node_labels)}
+    labels = network.node_labels if network.node_labels is not None else list(range(network.n))
+    missing = [lab for lab in labels if str(lab) not in position]
+    if missing:
+        raise DataError(f"{path}: no persona row for network node(s) {missing[:5]}")
+    order = np.array([position[str(lab)] for lab in labels])
+    return Population(
+        archetype=population.archetype[order],
+        personas=population.personas,
+        dispositions=population.dispositions,
+        activity=population.activity[order],
+        traits=population.traits.iloc[order].reset_index(drop=True),
+        node_labels=labels,
+    )
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("lsbm-sim", "mesa", "numpy", "networkx", "pandas", "pyarrow", "torch", "transformers"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+# ------------------------------------------------------------------------------------------------- running
+
+
+def run(
+    scenario: Scenario | str | Path,
+    seed: int | None = None,
+    out: Path | str | None = None,
+    overrides: Sequence[str] = (),
+    behavior: BehaviorModel | None = None,
+    agent_class: type[UserAgent] = UserAgent,
+    progress: Callable[[int, int], None] | None = None,
+) -> SimulationResult:
+    """Run a scenario to the end and return its results; with `out`, also write the results folder.
+
+    >>> res = run("scenarios/eco_product_launch.yaml", seed=7)  # doctest: +SKIP
+    >>> res.events.head()  # doctest: +SKIP
+
+    A run that fails part-way raises; with `out`, what it had gathered is kept in `<out>.partial/` with
+    `complete: false` in its manifest, and `out` itself is left as it was.
+    """
+    if out is None:
+        model = SocialModel(scenario, seed=seed, overrides=overrides, behavior=behavior, agent_class=agent_class)
+        try:
+            model.run(progress)
+        finally:
+            model.broker.close()
+        return model.result()
+
+    out = Path(out)
+    check_output_folder(out)
+    staging = staging_dir(out)
+    model = None
+    try:
+        model = SocialModel(
+            scenario, seed=seed, overrides=overrides, behavior=behavior, agent_class=agent_class,
+            events_path=staging / EVENTS,
+        )  # fmt: skip
+        model.run(progress)
+        result = model.result()
+        write_tables(staging, result.steps, result.items, result.agents, result.manifest)
+        publish(staging, out)
+        result.path = out
+        return result
+    except BaseException as exc:
+        if model is not None and model.steps > 0:
+            _keep_partial(model, staging, out, exc)
+        raise
+    finally:
+        if model is not None:
+            model.broker.close()
+        if staging.exists():
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _keep_partial(model: SocialModel, staging: Path, out: Path, exc: BaseException) -> None:
+    """Save what a failed run gathered to `<out>.partial/`, marked incomplete."""
+    import shutil
+
+    try:
+        model.events.close()
+        steps = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        write_tables(staging, steps, model.items_table(), model.agents_table(), model.manifest(False, message))
+        target = partial_dir(out)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    except Exception:  # keeping the partial results must never hide the original error
+        pass
+
+
+def sample_queries(scenario: Scenario | str | Path, n: int, seed: int = 0, overrides: Sequence[str] = ()) -> QueryBatch:
+    """A random sample of n distinct questions the scenario's agents are asked (run with the default surrogate).
+
+    Used to distil a language model into the surrogate's head: the teacher answers these questions.
+    """
+    from lsbm_sim.behavior.surrogate import SurrogateModel
+
+    scenario = load_scenario(scenario, overrides)
+    recorder = QueryRecorder(SurrogateModel(reactions=scenario.behavior.reactions))
+    model = SocialModel(scenario, seed=seed, behavior=recorder)
+    model.run()
+    batch = concat_batches(recorder.asked)
+    if len(batch) > n:
+        rows = np.sort(np.random.default_rng(seed).choice(len(batch), size=n, replace=False))
+        batch = batch.take(rows)
+    return batch
+
+
+class QueryRecorder(BehaviorModelBase):
+    """A behavior model that answers with another and keeps every batch it is asked (distinct questions only,
+    since the broker asks each once)."""
+
+    def __init__(self, inner: BehaviorModel):
+        self.inner = inner
+        self.reactions = tuple(inner.reactions)
+        self.depends_on = tuple(getattr(inner, "depends_on", BehaviorModelBase.depends_on))
+        self.asked: list[QueryBatch] = []
+
+    def predict_proba(self, queries):
+        batch = as_batch(queries)
+        self.asked.append(batch)
+        return self.inner.predict_proba(batch)
+
+
+def concat_batches(batches: list[QueryBatch]) -> QueryBatch:
+    """Join batches that share their text tables (batches of one simulation)."""
+    if not batches:
+        raise ValueError("no queries to join")
+    first = batches[0]
+    columns = ("persona_id", "item_id", "label_id", "sharers", "proof", "age", "seen", "promoted", "agent_id", "n_sharers")
+    return QueryBatch(
+        personas=first.personas,
+        contents=first.contents,
+        labels=list(batches[-1].labels),  # labels only grow during a run
+        dispositions=first.dispositions,
+        **{c: np.concatenate([getattr(b, c) for b in batches]) for c in columns},
+    )
+
+
+def check_scenario(scenario: Scenario | str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Everything `validate` checks short of running: the schema, the files it names, the network, the authors
+    of every post, and the behavior settings that can be checked without loading a model. Returns a summary."""
+    scenario = load_scenario(scenario, overrides)
+    seeds = dict(zip(STREAMS, np.random.SeedSequence(scenario.seed).spawn(len(STREAMS))))
+    population, network = build_world(scenario, lambda name: np.random.default_rng(seeds[name]))
+    authors = np.random.default_rng(seeds["authors"])
+    schedule = [(p, f"content[{k}]") for k, p in enumerate(scenario.content)] + [
+        (iv.post, f"interventions[{k}].post") for k, iv in enumerate(scenario.interventions) if iv.kind == "inject"
+    ]
+    for k, (spec, field) in enumerate(schedule):
+        make_post(spec, k, spec.step, field, population, network, authors)
+    spec = scenario.behavior
+    if spec.head is not None and not scenario.resolve(spec.head).is_file():
+        from lsbm_sim.errors import ScenarioError
+
+        raise ScenarioError(f"behavior.head: file not found: {scenario.resolve(spec.head)}")
+    return {
+        "name": scenario.name,
+        "agents": population.size,
+        "personas": len(population.personas),
+        "follow_edges": network.num_edges,
+        "posts": len(schedule),
+        "steps": scenario.steps,
+        "backend": spec.backend,
+    }

@@ -1,0 +1,205 @@
+"""Who the simulated people are: traits, persona texts, activity.
+
+Traits are drawn per agent from the scenario's distributions (or read from a CSV). The persona text a behavior
+model reads is rendered per *archetype*, a distinct combination of the traits that appear in the text, so a
+million agents share a few thousand persona texts at most: prompts stay few and caches stay useful.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lsbm_sim.errors import DataError, ScenarioError
+from lsbm_sim.scenario import BetaActivity, PopulationSpec, UniformActivity
+
+DISPOSITION = {"low": -1.0, "medium": 0.0, "high": 1.0}
+DISPOSITION_TEXT = {
+    "low": "rarely shares or reacts to posts",
+    "medium": "reacts to posts now and then",
+    "high": "often shares and comments on posts",
+}
+TRAIT_COLUMNS = ("age_band", "interests", "leaning", "susceptibility")
+
+
+@dataclass
+class Population:
+    """The people of a simulation, as arrays (agent i is row i).
+
+    `archetype[i]` indexes `personas` (the persona texts) and `dispositions` (how readily that archetype reacts,
+    -1..1); `activity[i]` is agent i's probability of being online in a step; `traits` holds one row per agent
+    (categorical columns), for community seeding, stochastic block models and analysis.
+    """
+
+    archetype: np.ndarray
+    personas: list[str]
+    dispositions: np.ndarray
+    activity: np.ndarray
+    traits: pd.DataFrame
+    node_labels: list | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.archetype)
+
+
+def persona_text(age_band: str, interests: tuple[str, ...], leaning: str, susceptibility: str) -> str:
+    """'Follows news about the environment and technology. Aged 25-34, politically left, often shares ...'.
+
+    The interests lead the text: the sentence encoder's similarity to a post is then mostly topical.
+    """
+    topics = " and ".join(interests) if len(interests) <= 2 else ", ".join(interests[:-1]) + " and " + interests[-1]
+    return f"Follows news about {topics}. Aged {age_band}, politically {leaning}, {DISPOSITION_TEXT[susceptibility]}."
+
+
+def _weights(levels: dict[str, float]) -> tuple[list[str], np.ndarray]:
+    names = list(levels)
+    w = np.array([levels[k] for k in names], dtype=np.float64)
+    return names, w / w.sum()
+
+
+def draw_activity(spec: PopulationSpec, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Each agent's probability of being online in a step."""
+    activity = spec.activity
+    if isinstance(activity, BetaActivity):
+        return rng.beta(activity.a, activity.b, size=n).astype(np.float32)
+    if isinstance(activity, UniformActivity):
+        return rng.uniform(activity.low, activity.high, size=n).astype(np.float32)
+    return np.full(n, float(activity), dtype=np.float32)
+
+
+def draw_population(spec: PopulationSpec, n: int, rng: np.random.Generator) -> Population:
+    """Draw n agents' traits from the scenario's distributions (vectorised: a million agents take a second)."""
+    t = spec.traits
+    ages, w_age = _weights(t.age_band)
+    leanings, w_lean = _weights(t.leaning)
+    suscept, w_sus = _weights(dict(t.susceptibility))
+    topics, w_topic = _weights(t.interests)
+    age = rng.choice(len(ages), size=n, p=w_age)
+    lean = rng.choice(len(leanings), size=n, p=w_lean)
+    sus = rng.choice(len(suscept), size=n, p=w_sus)
+    # k distinct interests per agent, drawn without replacement in proportion to the weights (Gumbel top-k).
+    k = min(spec.interests_per_agent, int((w_topic > 0).sum()))
+    with np.errstate(divide="ignore"):
+        keys = np.log(w_topic)[None, :] + rng.gumbel(size=(n, len(topics)))
+    chosen = np.sort(np.argsort(-keys, axis=1)[:, :k], axis=1)  # sorted: {a, b} and {b, a} are one archetype
+    interest_code = np.zeros(n, dtype=np.int64)
+    for j in range(k):
+        interest_code = interest_code * len(topics) + chosen[:, j]
+
+    code = ((age * len(leanings) + lean) * len(suscept) + sus).astype(np.int64) * len(topics) ** k + interest_code
+    unique_codes, archetype = np.unique(code, return_inverse=True)
+    personas, dispositions = [], []
+    for c in unique_codes.tolist():
+        interests = _decode_interests(c % len(topics) ** k, k, topics)
+        c //= len(topics) ** k
+        c, s = divmod(c, len(suscept))
+        a, le = divmod(c, len(leanings))
+        personas.append(persona_text(ages[a], interests, leanings[le], suscept[s]))
+        dispositions.append(DISPOSITION[suscept[s]])
+
+    interest_sets, interest_index = np.unique(interest_code, return_inverse=True)
+    interest_names = [";".join(_decode_interests(int(c), k, topics)) for c in interest_sets]
+    traits = pd.DataFrame(
+        {
+            "age_band": pd.Categorical.from_codes(age, ages),
+            "interests": pd.Categorical.from_codes(interest_index, interest_names),  # ";"-separated
+            "leaning": pd.Categorical.from_codes(lean, leanings),
+            "susceptibility": pd.Categorical.from_codes(sus, suscept),
+        }
+    )
+    return Population(
+        archetype=archetype.astype(np.int32),
+        personas=personas,
+        dispositions=np.array(dispositions),
+        activity=draw_activity(spec, n, rng),
+        traits=traits,
+    )
+
+
+def _decode_interests(code: int, k: int, topics: list[str]) -> tuple[str, ...]:
+    names = []
+    for _ in range(k):
+        code, j = divmod(code, len(topics))
+        names.append(topics[j])
+    return tuple(reversed(names))
+
+
+def read_population(spec: PopulationSpec, path: Path, rng: np.random.Generator) -> Population:
+    """Personas from a CSV: a `persona` column of free text, or trait columns (age_band, interests separated by
+    ';', leaning, susceptibility). Optional: `node` (the node label in the network file), `activity`,
+    `susceptibility` (low/medium/high). Other columns are kept as traits (e.g. a department)."""
+    if not path.is_file():
+        raise DataError(f"population.path: file not found: {path}")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from None
+    if frame.empty:
+        raise DataError(f"{path}: no rows")
+    line = lambda i: i + 2  # noqa: E731  (1-based, after the header line)
+    has_text = "persona" in frame.columns
+    missing = [c for c in ("age_band", "interests", "leaning") if c not in frame.columns]
+    if not has_text and missing:
+        raise DataError(f"{path}: needs a 'persona' column or the trait columns {missing}")
+
+    susceptibility = frame["susceptibility"] if "susceptibility" in frame.columns else pd.Series(["medium"] * len(frame))
+    bad = ~susceptibility.isin(list(DISPOSITION))
+    if bad.any():
+        rows = [line(i) for i in np.flatnonzero(bad.to_numpy())[:5]]
+        raise DataError(f"{path}: column 'susceptibility' must be low, medium or high (line(s) {rows})")
+
+    if has_text:
+        texts = frame["persona"].str.strip()
+        empty = texts == ""
+        if empty.any():
+            rows = [line(i) for i in np.flatnonzero(empty.to_numpy())[:5]]
+            raise DataError(f"{path}: empty 'persona' text on line(s) {rows}")
+    else:
+        texts = pd.Series(
+            [
+                persona_text(a, tuple(s.strip() for s in i.split(";") if s.strip()), le, su)
+                for a, i, le, su in zip(frame["age_band"], frame["interests"], frame["leaning"], susceptibility)
+            ]
+        )
+    personas, archetype = np.unique(texts.to_numpy(dtype=str), return_inverse=True)
+    first = {int(a): i for i, a in reversed(list(enumerate(archetype)))}
+    dispositions = np.array([DISPOSITION[susceptibility.iloc[first[a]]] for a in range(len(personas))])
+
+    if "activity" in frame.columns:
+        activity = pd.to_numeric(frame["activity"], errors="coerce").to_numpy()
+        bad = ~np.isfinite(activity) | (activity < 0) | (activity > 1)
+        if bad.any():
+            rows = [line(i) for i in np.flatnonzero(bad)[:5]]
+            raise DataError(f"{path}: column 'activity' must be a number in [0, 1] (line(s) {rows})")
+        activity = activity.astype(np.float32)
+    else:
+        activity = draw_activity(spec, len(frame), rng)
+
+    reserved = {"persona", "node", "activity"}
+    traits = pd.DataFrame({c: pd.Categorical(frame[c]) for c in frame.columns if c not in reserved})
+    node_labels = frame["node"].tolist() if "node" in frame.columns else None
+    return Population(
+        archetype=archetype.astype(np.int32),
+        personas=[str(p) for p in personas],
+        dispositions=dispositions,
+        activity=activity,
+        traits=traits,
+        node_labels=node_labels,
+    )
+
+
+def build_population(spec: PopulationSpec, n: int | None, rng: np.random.Generator, path: Path | None) -> Population:
+    """The population a scenario describes; `n` is the size the network requires (None if it has no opinion)."""
+    if path is not None:
+        population = read_population(spec, path, rng)
+        if spec.size is not None and spec.size != population.size:
+            raise ScenarioError(f"population.size is {spec.size} but {path} has {population.size} rows")
+        return population
+    size = n if n is not None else spec.size
+    if size is None:  # the schema's validator prevents this
+        raise ScenarioError("population.size is required")
+    return draw_population(spec, size, rng)

@@ -1,0 +1,273 @@
+"""What a run leaves behind: the event log, per-step and per-post tables, and the manifest.
+
+A results folder holds
+    events.parquet   one row per exposure: step, agent_id, item_id, parent_id, position, reaction, p_<reaction>...
+    steps.parquet    one row per step (Mesa's DataCollector)
+    items.parquet    one row per post: reach, reactions, cascade size, depth, max breadth, structural virality
+    agents.parquet   one row per agent: node label, persona archetype, traits, counters
+    manifest.json    scenario, seed, versions, backend, timings, broker statistics; `complete: true` last
+
+A folder is written under a staging name and renamed into place only when complete, so a run that fails leaves
+no folder looking complete: what it had gathered goes to `<out>.partial/` with `complete: false` and the error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lsbm_sim.errors import LsbmError
+
+EVENTS, STEPS, ITEMS, AGENTS, MANIFEST = "events.parquet", "steps.parquet", "items.parquet", "agents.parquet", "manifest.json"
+FLUSH_ROWS = 1_000_000
+"""Event rows buffered before a row group is written (depends only on the data, so output is reproducible)."""
+
+
+class EventLog:
+    """The exposure log, buffered in memory and, when a path is given, streamed to Parquet as it grows."""
+
+    def __init__(self, reactions: tuple[str, ...], item_ids: list[str], path: Path | None = None):
+        self.reactions = reactions
+        self.item_ids = item_ids
+        self.path = path
+        self.schema = pa.schema(
+            [
+                ("step", pa.int32()),
+                ("agent_id", pa.int32()),
+                ("item_id", pa.dictionary(pa.int32(), pa.string())),
+                ("parent_id", pa.int32()),
+                ("position", pa.int32()),
+                ("reaction", pa.dictionary(pa.int8(), pa.string())),
+                *[(f"p_{r}", pa.float32()) for r in reactions],
+            ]
+        )
+        self._buffer: list[pa.RecordBatch] = []
+        self._buffered = 0
+        self._flushed: list[pa.RecordBatch] = []  # kept in memory only when there is no file
+        self._writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def append(self, step: int, agent: np.ndarray, item: np.ndarray, parent: np.ndarray, position: np.ndarray,
+               reaction: np.ndarray, probs: np.ndarray) -> None:  # fmt: skip
+        n = len(agent)
+        if n == 0:
+            return
+        columns = [
+            pa.array(np.full(n, step, dtype=np.int32)),
+            pa.array(agent.astype(np.int32)),
+            pa.DictionaryArray.from_arrays(pa.array(item.astype(np.int32)), pa.array(self.item_ids, pa.string())),
+            pa.array(parent.astype(np.int32)),
+            pa.array(position.astype(np.int32)),
+            pa.DictionaryArray.from_arrays(pa.array(reaction.astype(np.int8)), pa.array(list(self.reactions))),
+            *[pa.array(np.ascontiguousarray(probs[:, k], dtype=np.float32)) for k in range(probs.shape[1])],
+        ]
+        self._buffer.append(pa.RecordBatch.from_arrays(columns, schema=self.schema))
+        self._buffered += n
+        self.rows += n
+        if self._buffered >= FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        table = pa.Table.from_batches(self._buffer, schema=self.schema)
+        if self.path is None:
+            self._flushed.extend(table.combine_chunks().to_batches())
+        else:
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+            self._writer.write_table(table, row_group_size=FLUSH_ROWS * 2)
+        self._buffer, self._buffered = [], 0
+
+    def close(self) -> None:
+        """Write what is buffered and finish the file (an empty log still gets a file with the schema)."""
+        self._flush()
+        if self.path is not None:
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+            self._writer.close()
+            self._writer = None
+
+    def table(self) -> pa.Table:
+        """Everything logged so far. While a streamed log is being written, the part already in the file
+        cannot be read (a Parquet file is readable once finished): read the results folder after the run."""
+        parts: list[pa.Table] = []
+        if self.path is not None and self.path.exists():
+            if self._writer is not None:
+                raise LsbmError("the event log is being streamed to disk; load the results folder after the run")
+            parts.append(pq.read_table(self.path))
+        batches = self._flushed + self._buffer
+        if batches:
+            parts.append(pa.Table.from_batches(batches, schema=self.schema))
+        if not parts:
+            return self.schema.empty_table()
+        return pa.concat_tables(parts).unify_dictionaries()
+
+    def frame(self) -> pd.DataFrame:
+        return self.table().to_pandas()
+
+
+@dataclass
+class SimulationResult:
+    """A run's tables and manifest. `events` is read from disk on first use when the run wrote a folder.
+
+    >>> res = run("scenarios/eco_product_launch.yaml", seed=7)  # doctest: +SKIP
+    >>> res.items[["item_id", "reach", "shares", "cascade_size"]]  # doctest: +SKIP
+    """
+
+    steps: pd.DataFrame
+    items: pd.DataFrame
+    agents: pd.DataFrame
+    manifest: dict[str, Any]
+    path: Path | None = None
+    _events: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def events(self) -> pd.DataFrame:
+        if self._events is None:
+            if self.path is None:
+                raise LsbmError("this result has no event log")
+            self._events = pd.read_parquet(self.path / EVENTS)
+        return self._events
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest.get("complete"))
+
+    @property
+    def reactions(self) -> list[str]:
+        return list(self.manifest.get("reactions", []))
+
+    def timeline(self, reaction: str = "share", cumulative: bool = True) -> pd.DataFrame:
+        """Reactions of one kind per step and post (rows: steps, columns: post ids); `reach` counts first
+        exposures instead."""
+        events = self.events
+        steps = pd.RangeIndex(len(self.steps), name="step")
+        if reaction == "reach":
+            first = events.drop_duplicates(["item_id", "agent_id"])
+            table = first.groupby(["step", "item_id"], observed=True).size().unstack(fill_value=0)
+        else:
+            if reaction not in self.reactions:
+                raise LsbmError(f"unknown reaction {reaction!r}; this run's reactions are {self.reactions}")
+            chosen = events[events["reaction"] == reaction]
+            table = chosen.groupby(["step", "item_id"], observed=True).size().unstack(fill_value=0)
+        table = table.reindex(steps, fill_value=0)
+        table.columns = table.columns.astype(str)
+        table = table.reindex(columns=list(self.items["item_id"]), fill_value=0)
+        return table.cumsum() if cumulative else table
+
+    def plot(self, reactions: tuple[str, ...] = ("reach", "share"), ax=None):
+        """Cumulative reach and shares of each post over the steps (matplotlib)."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, axes = plt.subplots(1, len(reactions), figsize=(5 * len(reactions), 3.5), squeeze=False)
+            axes = axes[0]
+        else:
+            axes = np.atleast_1d(ax)
+        for axis, reaction in zip(axes, reactions):
+            self.timeline(reaction).plot(ax=axis)
+            axis.set_title(f"cumulative {reaction}")
+            axis.set_xlabel("step")
+        return axes
+
+    def summary(self) -> pd.DataFrame:
+        """The per-post figures a reader looks at first."""
+        cols = ["item_id", "reach", *[r for r in self.reactions if r != "ignore"], "cascade_size", "depth",
+                "max_breadth", "structural_virality"]  # fmt: skip
+        return self.items[[c for c in cols if c in self.items.columns]]
+
+    # -------------------------------------------------------------------------------------- writing
+
+    def save(self, out: Path | str) -> Path:
+        """Write the results folder (the event log must be in memory; `run(out=...)` streams it instead)."""
+        out = Path(out)
+        staging = staging_dir(out)
+        try:
+            pq.write_table(pa.Table.from_pandas(self.events, preserve_index=False), staging / EVENTS, compression="zstd")
+            write_tables(staging, self.steps, self.items, self.agents, self.manifest)
+            publish(staging, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.path = out
+        return out
+
+
+def write_tables(folder: Path, steps: pd.DataFrame, items: pd.DataFrame, agents: pd.DataFrame,
+                 manifest: dict[str, Any]) -> None:  # fmt: skip
+    """Everything but the event log; the manifest goes last."""
+    for name, frame in ((STEPS, steps), (ITEMS, items), (AGENTS, agents)):
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), folder / name, compression="zstd")
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def check_output_folder(out: Path) -> None:
+    """Refuse to overwrite a folder that is not a previous results folder (checked before a run starts)."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).exists())):
+        raise LsbmError(f"--out {out}: exists and is not a results folder; choose another folder")
+
+
+def staging_dir(out: Path) -> Path:
+    """A fresh folder beside `out` to write into before renaming it into place."""
+    check_output_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    return staging
+
+
+def publish(staging: Path, out: Path) -> None:
+    """Move a complete staging folder to `out`, replacing a previous results folder there."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    staging.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def partial_dir(out: Path) -> Path:
+    return out.parent / f"{out.name}.partial"
+
+
+def load_results(path: Path | str, allow_incomplete: bool = False) -> SimulationResult:
+    """Read a results folder back. A folder without `complete: true` is refused unless `allow_incomplete`."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise LsbmError(f"{path}: not a results folder (no {MANIFEST})")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise LsbmError(f"{manifest_path}: unreadable ({exc})") from None
+    if not manifest.get("complete") and not allow_incomplete:
+        raise LsbmError(f"{path}: the run did not complete ({manifest.get('error', 'no reason recorded')})")
+    return SimulationResult(
+        steps=pd.read_parquet(path / STEPS),
+        items=pd.read_parquet(path / ITEMS),
+        agents=pd.read_parquet(path / AGENTS),
+        manifest=manifest,
+        path=path,
+    )
