@@ -30,7 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.")]
 SetOption = Annotated[
@@ -61,16 +61,26 @@ def run(
 
     spec = load_scenario(scenario, _overrides(set_, steps=steps))
     out = out if out is not None else Path("results") / spec.name
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
-        TimeElapsedColumn(), console=console, disable=quiet, transient=False,
-    ) as progress:  # fmt: skip
-        task = progress.add_task(f"{spec.name}: setting up", total=spec.steps)
+    # The bar starts with the first step, so that a setup error (a bad file, say) prints alone.
+    bar: dict[str, Progress] = {}
 
-        def advance(done: int, total: int) -> None:
-            progress.update(task, completed=done, description=spec.name)
+    def advance(done: int, total: int) -> None:
+        if quiet:
+            return
+        if not bar:
+            bar["progress"] = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+                TimeElapsedColumn(), console=console,
+            )  # fmt: skip
+            bar["progress"].start()
+            bar["task"] = bar["progress"].add_task(spec.name, total=total)
+        bar["progress"].update(bar["task"], completed=done)
 
+    try:
         result = run_scenario(spec, seed=seed, out=out, progress=advance)
+    finally:
+        if bar:
+            bar["progress"].stop()
     if not quiet:
         print_summary(result)
     console.print(f"results: {out}")
@@ -78,7 +88,8 @@ def run(
 
 def print_summary(result) -> None:
     """The per-post figures and the broker's statistics, as tables."""
-    out = Console()
+    # Wide enough for post ids when the output is a file or a CI log (rich assumes 80 columns there).
+    out = Console(width=None if sys.stdout.isatty() else 160)
     table = Table(title=f"{result.manifest['name']} (seed {result.manifest['seed']}, {result.manifest['agents']:,} agents)")
     summary = result.summary()
     short = {"item_id": "post", "cascade_size": "cascade", "max_breadth": "breadth", "structural_virality": "virality"}
@@ -154,15 +165,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except typer.Exit as exc:
         return exc.exit_code
+    except typer.Abort:
+        return 1
     except Exception as exc:
-        # click's own usage errors (missing argument, bad option) carry their exit code
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        # The command line's own usage errors (a missing argument, an unknown option) know how to show
+        # themselves and carry exit code 2. (typer >= 0.20 vendors click; older typer raises click's classes.)
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 1
         raise
     return 0
 

@@ -109,7 +109,11 @@ class SocialModel(mesa.Model):
         self.item_ids = [spec.id for _, spec, _ in self._schedule]
         self.item_texts = [spec.text for _, spec, _ in self._schedule]
         self.item_index = {pid: i for i, pid in enumerate(self.item_ids)}
-        self.posts: dict[int, Post] = {}
+        # Authors are chosen now, so that a post naming a node that does not exist fails before the first step.
+        self.posts: dict[int, Post] = {
+            index: make_post(spec, index, step, field, self.population, self.network, self.stream("authors"))
+            for index, (step, spec, field) in enumerate(self._schedule)
+        }
         n_items = len(self.item_ids)
 
         # Model-owned state (struct of arrays).
@@ -151,6 +155,7 @@ class SocialModel(mesa.Model):
 
         self.events = EventLog(self.reactions, self.item_ids, path=events_path)
         self._last: dict[str, int] = {}
+        self.steps_completed = 0
         self.datacollector = mesa.DataCollector(
             model_reporters={
                 "step": lambda m: m.steps - 1,
@@ -233,6 +238,7 @@ class SocialModel(mesa.Model):
             **{r: int(c) for r, c in zip(self.reactions, counts)},
         }
         self.datacollector.collect(self)
+        self.steps_completed = t + 1
         if t + 1 >= self.scenario.steps:
             self.running = False
         self._timed("collect", clock)
@@ -278,15 +284,11 @@ class SocialModel(mesa.Model):
         self.inbox.add(follower[waiting], follower_item[waiting], agent[owner][waiting], t)
 
     def _enter_posts(self, t: int) -> None:
-        for step, spec, field in self._schedule:
-            if step != t:
-                continue
-            index = self.item_index[spec.id]
-            post = make_post(spec, index, t, field, self.population, self.network, self.stream("authors"))
-            self.posts[index] = post
-            self.entered[index] = t
-            authors = post.authors
-            self._share(np.full(len(authors), index, dtype=np.int32), authors, np.full(len(authors), -1), t)
+        for index, post in self.posts.items():
+            if post.step == t:
+                self.entered[index] = t
+                authors = post.authors
+                self._share(np.full(len(authors), index, dtype=np.int32), authors, np.full(len(authors), -1), t)
 
     def _intervene(self, t: int) -> None:
         for iv in self.scenario.interventions:
@@ -330,7 +332,7 @@ class SocialModel(mesa.Model):
             sharer = exposures.sharer[shares]
             item_s = item[shares]
             # A promoted post that is shared hangs off the post's first author in the cascade.
-            first_author = np.array([self.posts[i].authors[0] if i in self.posts else -1 for i in range(len(self.item_ids))])
+            first_author = np.array([self.posts[i].authors[0] for i in range(len(self.item_ids))])
             parent = np.where(sharer == PROMOTED, first_author[item_s], sharer)
             self._share(item_s, agent[shares], parent, t)
 
@@ -378,7 +380,7 @@ class SocialModel(mesa.Model):
             agents, parents = c_agent[mine], c_parent[mine]
             local = {a: k for k, a in enumerate(agents.tolist())}
             parent_local = np.array([local.get(p, -1) if p >= 0 else -1 for p in parents.tolist()], dtype=np.int64)
-            post = self.posts.get(index)
+            post = self.posts[index] if self.entered[index] >= 0 else None
             rows.append(
                 {
                     "item_id": pid,
@@ -420,7 +422,7 @@ class SocialModel(mesa.Model):
             "version": 1,
             "name": self.scenario.name,
             "seed": self.seed,
-            "steps_run": int(self.steps),
+            "steps_run": int(self.steps_completed),
             "scenario": self.scenario.model_dump(mode="json"),
             "reactions": list(self.reactions),
             "items": self.item_ids,
@@ -445,7 +447,7 @@ class SocialModel(mesa.Model):
             steps=steps,
             items=self.items_table(),
             agents=self.agents_table(),
-            manifest=self.manifest(complete=not self.running and self.steps >= self.scenario.steps),
+            manifest=self.manifest(complete=self.steps_completed >= self.scenario.steps),
             _events=self.events.frame() if self.events.path is None else None,
         )
 
@@ -561,7 +563,7 @@ def run(
         result.path = out
         return result
     except BaseException as exc:
-        if model is not None and model.steps > 0:
+        if model is not None and model.steps_completed > 0:
             _keep_partial(model, staging, out, exc)
         raise
     finally:

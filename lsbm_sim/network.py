@@ -300,8 +300,8 @@ def _sniff_delimiter(line: str) -> str | None:
 def read_edgelist(path: Path, directed: bool, delimiter: str | None = None) -> Network:
     """An edge list: one 'source target' pair per line, separated by tabs, commas, semicolons or spaces.
 
-    Lines starting with # or % are comments; a first line whose fields are not both numbers while the rest are
-    is a header; further columns (weights, times) are ignored. Node labels may be any strings; they are sorted
+    Lines starting with # or % are comments; a first line naming its columns with the usual words (source,
+    target; from, to; src, dst; u, v; ...) is a header; further columns (weights, times) are ignored. Node labels may be any strings; they are sorted
     (numerically when all are integers) to give agent numbers.
     """
     if not path.is_file():
@@ -323,7 +323,7 @@ def read_edgelist(path: Path, directed: bool, delimiter: str | None = None) -> N
                     raise DataError(f"{path} line {number}: expected 'source{_show(delimiter)}target', got {line!r}")
                 if not header_checked:
                     header_checked = True
-                    if not (_is_number(fields[0]) or _is_number(fields[1])) and _looks_like_header(fields):
+                    if _looks_like_header(fields):
                         continue
                 sources.append(fields[0])
                 targets.append(fields[1])
@@ -352,20 +352,19 @@ def _show(delimiter: str) -> str:
     return {"\t": "<TAB>", " ": " "}.get(delimiter, delimiter)
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _is_int(text: str) -> bool:
     return text.lstrip("-").isdigit()
 
 
+HEADER_WORDS = frozenset(
+    "source target from to src dst u v node1 node2 node_1 node_2 followee follower id1 id2 sender receiver "
+    "user1 user2 user_1 user_2 head tail".split()
+)
+
+
 def _looks_like_header(fields: list[str]) -> bool:
-    return all(f.replace("_", "").replace(" ", "").isalpha() for f in fields[:2])
+    """A header names its columns with the usual words (source,target; from,to; ...); anything else is data."""
+    return all(f.lower() in HEADER_WORDS for f in fields[:2])
 
 
 def _label_sort_key(all_labels: list[str]):

@@ -417,7 +417,7 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     for loc, err in errors:
         if _is_type_mismatch(err) and any(other[: len(loc)] == loc for other in specific):
             continue
-        path = ".".join(loc) or "(top level)"
+        path = ".".join(loc)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
@@ -425,7 +425,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
             msg = "required field is missing"
         got = err.get("input")
         shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, (dict, list)) else f" (got {got!r})"
-        by_path.setdefault(path, f"{source}: {path}: {msg}{shown}")
+        # Whole-scenario checks (a post id used twice, say) name their fields in the message itself.
+        by_path.setdefault(path, f"{source}: {path + ': ' if path else ''}{msg}{shown}")
     return "\n".join(by_path.values())
 
 

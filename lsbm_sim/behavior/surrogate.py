@@ -210,6 +210,12 @@ class SurrogateModel(BehaviorModelBase):
             )
         return model
 
+    def bind(self, simulation: Any) -> None:
+        """Load the encoder and embed every persona and post text before the first step, so that step time
+        measures the head, not the one-off embedding work."""
+        self.encoder.encode(list(simulation.population.personas))
+        self.encoder.encode(list(simulation.item_texts))
+
     # -------------------------------------------------------------------------------------- predicting
 
     def head(self) -> dict[str, dict[str, float]]:

@@ -1,0 +1,97 @@
+"""The `lsbm-sim` command: runs, validates, and meets bad input with one line and exit code 2."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import small_scenario
+
+from lsbm_sim.cli import main
+
+
+def write(tmp_path: Path, data: dict, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_run_writes_a_complete_results_folder_and_prints_a_summary(tmp_path, capsys):
+    path = write(tmp_path, small_scenario())
+    code, out, err = run_cli(capsys, "run", path, "--out", tmp_path / "res", "--seed", 7, "--steps", 4, "--set", "feed.size=2")
+    assert code == 0
+    manifest = json.loads((tmp_path / "res" / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["seed"] == 7 and manifest["steps_run"] == 4
+    assert manifest["scenario"]["feed"]["size"] == 2
+    assert "decisions" in out and "cascade" in out
+
+
+def test_validate_accepts_a_good_scenario(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "validate", write(tmp_path, small_scenario()))
+    assert code == 0 and "valid" in err and "300 agents" in err
+
+
+def bad_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
+    edges = tmp_path / "edges.csv"
+    edges.write_text("1,2\n2,3\nthree\n")
+    good_edges = tmp_path / "good.csv"
+    good_edges.write_text("1,2\n2,3\n3,1\n")
+    edge_scenario = small_scenario(population={"activity": 0.5}, network={"kind": "edgelist", "path": "edges.csv"})
+    node_scenario = small_scenario(
+        population={"activity": 0.5},
+        network={"kind": "edgelist", "path": "good.csv"},
+        content=[{"id": "a", "text": "hi", "author": {"strategy": "node", "node": 99}}],
+    )
+    return [
+        (["missing.yaml"], "missing.yaml: scenario file not found"),
+        ([write(tmp_path, small_scenario(colour="blue"), "k.yaml")], "colour: unknown field"),
+        ([write(tmp_path, small_scenario(steps="ten"), "t.yaml")], "steps: Input should be a valid integer"),
+        ([write(tmp_path, small_scenario(population={"size": 10, "activity": 1.2}), "p.yaml")], "population.activity: Input should be less than or equal to 1"),
+        ([write(tmp_path, small_scenario(population={"size": -3}), "n.yaml")], "population.size: Input should be greater than 0"),
+        ([write(tmp_path, small_scenario(network={"kind": "hypercube"}), "h.yaml")], "network.kind: Input should be"),
+        ([write(tmp_path, edge_scenario, "e.yaml")], "edges.csv line 3: expected 'source,target', got 'three'"),
+        ([write(tmp_path, node_scenario, "a.yaml")], "content[0].author.node: no node 99 in the network"),
+        ([write(tmp_path, small_scenario(), "o.yaml"), "--set", "feed.colour=red"], "--set feed.colour: 'feed.colour' is not a scenario field"),
+    ]
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_bad_input_exits_2_with_one_message_and_no_results(tmp_path, capsys, command):
+    for argv, message in bad_cases(tmp_path):
+        out = tmp_path / "res"
+        extra = ["--out", out] if command == "run" else []
+        code, _, err = run_cli(capsys, command, *[a if not isinstance(a, Path) else a for a in argv], *extra)
+        assert code == 2, (argv, err)
+        assert message in err, (message, err)
+        assert "Traceback" not in err
+        assert err.strip().startswith("error:") and len(err.strip().splitlines()) == 1, err
+        assert not out.exists() and not (tmp_path / "res.partial").exists()
+        assert not any(p.name.startswith(".res.") for p in tmp_path.iterdir())
+
+
+def test_the_installed_command_runs_a_shipped_scenario(tmp_path):
+    result = subprocess.run(
+        ["lsbm-sim", "run", "scenarios/eco_product_launch.yaml", "--out", str(tmp_path / "eco"),
+         "--set", "population.size=400", "--steps", "8"],  # fmt: skip
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "eco" / "manifest.json").exists()
+    assert "eco_launch" in result.stdout
+
+
+def test_usage_errors_exit_2(capsys):
+    code, _, err = run_cli(capsys, "run")
+    assert code == 2 and "Missing argument" in err
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__]))

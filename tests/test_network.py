@@ -1,0 +1,136 @@
+"""Graph builders and loaders: the same graphs networkx makes, files read with errors that name the line."""
+
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from lsbm_sim.errors import DataError, ScenarioError
+from lsbm_sim.network import (
+    Network,
+    barabasi_albert_edges,
+    generate_network,
+    gnp_block_edges,
+    load_network,
+    read_edgelist,
+)
+from lsbm_sim.population import draw_population
+from lsbm_sim.scenario import NetworkSpec, PopulationSpec
+
+
+def edge_set(net: Network) -> set[tuple[int, int]]:
+    return set(zip(net.source.tolist(), net.target.tolist()))
+
+
+def test_barabasi_albert_is_networkx_graph_for_the_same_seed():
+    new, old = barabasi_albert_edges(500, 3, seed=9)
+    ours = {frozenset(e) for e in zip(new.tolist(), old.tolist())}
+    theirs = {frozenset(e) for e in nx.barabasi_albert_graph(500, 3, seed=9).edges()}
+    assert ours == theirs
+
+
+def test_undirected_graph_means_mutual_following_and_csr_agrees():
+    net = generate_network(NetworkSpec(kind="barabasi_albert", params={"m": 2}), 200, np.random.default_rng(1), None)
+    edges = edge_set(net)
+    assert all((v, u) in edges for u, v in edges)
+    for u in (0, 5, 199):
+        assert sorted(net.followers_of(u).tolist()) == sorted(v for a, v in edges if a == u)
+        assert net.out_degree[u] == len(net.followers_of(u))
+    owner, followers = net.followers_of_many(np.array([5, 0]))
+    assert sorted(followers[owner == 0].tolist()) == sorted(net.followers_of(5).tolist())
+    assert nx.is_connected(net.graph) and net.graph.number_of_edges() * 2 == net.num_edges
+
+
+def test_directed_barabasi_albert_gives_early_nodes_followers():
+    net = generate_network(NetworkSpec(kind="barabasi_albert", params={"m": 2}, directed=True), 300, np.random.default_rng(2), None)
+    assert net.directed and net.in_degree[10:].min() == 2  # every newcomer follows m accounts
+    assert net.out_degree[:5].mean() > 5 * net.out_degree[100:].mean()
+
+
+def test_gnp_blocks_are_exact_in_expectation_and_simple():
+    rng = np.random.default_rng(3)
+    nodes = np.arange(400)
+    counts = []
+    for _ in range(30):
+        u, v = gnp_block_edges(nodes, nodes, 0.02, rng, same=True, directed=False)
+        assert (u != v).all() and (u < v).all()
+        assert len(set(zip(u.tolist(), v.tolist()))) == len(u)
+        counts.append(len(u))
+    expected = 0.02 * 400 * 399 / 2
+    assert abs(np.mean(counts) - expected) < 4 * np.sqrt(expected / 30)
+
+
+def test_stochastic_block_has_homophily_on_the_trait():
+    population = draw_population(PopulationSpec(size=600), 600, np.random.default_rng(4))
+    spec = NetworkSpec(kind="stochastic_block", params={"by": "leaning", "p_in": 0.05, "p_out": 0.005})
+    net = generate_network(spec, 600, np.random.default_rng(5), population.traits)
+    leaning = population.traits["leaning"].to_numpy()
+    same = (leaning[net.source] == leaning[net.target]).mean()
+    assert same > 0.75
+    with pytest.raises(ScenarioError, match=r"network.params.by: 'shoe_size' is not a persona trait"):
+        generate_network(NetworkSpec(kind="stochastic_block", params={"by": "shoe_size", "p_in": 0.1, "p_out": 0.1}),
+                         600, np.random.default_rng(5), population.traits)  # fmt: skip
+
+
+def test_watts_strogatz_keeps_edge_count_and_degree():
+    net = generate_network(NetworkSpec(kind="watts_strogatz", params={"k": 6, "p": 0.2}), 500, np.random.default_rng(6), None)
+    assert net.num_edges == 500 * 6 and (net.source != net.target).all()
+    assert len(edge_set(net)) == net.num_edges
+
+
+def test_bad_generator_params_are_named():
+    with pytest.raises(ScenarioError, match=r"network.params: unknown for barabasi_albert: \['k'\]"):
+        generate_network(NetworkSpec(kind="barabasi_albert", params={"k": 3}), 50, np.random.default_rng(0), None)
+    with pytest.raises(ScenarioError, match=r"network.params.m: Barabasi-Albert needs 1 <= m"):
+        generate_network(NetworkSpec(kind="barabasi_albert", params={"m": 80}), 50, np.random.default_rng(0), None)
+    with pytest.raises(ScenarioError, match=r"network.params.p: must lie in"):
+        generate_network(NetworkSpec(kind="erdos_renyi", params={"p": 3}), 50, np.random.default_rng(0), None)
+
+
+@pytest.mark.parametrize(
+    ("text", "delimiter"),
+    [("a,b\nb,c\n", None), ("source\ttarget\na\tb\nb\tc\n", None), ("# comment\na b 0.5\nb  c\n", None), ("a;b\nb;c\n", ";")],
+)
+def test_edge_lists_in_common_layouts(tmp_path: Path, text: str, delimiter):
+    path = tmp_path / "edges.txt"
+    path.write_text(text)
+    net = read_edgelist(path, directed=True, delimiter=delimiter)
+    assert net.node_labels == ["a", "b", "c"]
+    assert edge_set(net) == {(0, 1), (1, 2)}  # a -> b: b follows a
+
+
+def test_integer_labels_sort_numerically_and_undirected_doubles(tmp_path: Path):
+    path = tmp_path / "edges.txt"
+    path.write_text("10 2\n2 3\n3 10\n3 3\n2 3\n")  # a self-loop and a duplicate are dropped
+    net = read_edgelist(path, directed=False)
+    assert net.node_labels == [2, 3, 10]
+    assert net.num_edges == 6
+    assert net.index_of(10) == 2 and net.index_of("10") == 2 and net.index_of(99) is None
+
+
+def test_unparseable_edge_list_names_the_line(tmp_path: Path):
+    path = tmp_path / "edges.csv"
+    path.write_text("1,2\n2,3\n4\n")
+    with pytest.raises(DataError, match=r"edges.csv line 3: expected 'source,target', got '4'"):
+        read_edgelist(path, directed=False)
+    with pytest.raises(DataError, match="file not found"):
+        read_edgelist(tmp_path / "missing.csv", directed=False)
+
+
+def test_graphml_and_gexf_load_with_labels(tmp_path: Path):
+    g = nx.DiGraph([("x", "y"), ("y", "z")])
+    nx.write_graphml(g, tmp_path / "g.graphml")
+    nx.write_gexf(g, tmp_path / "g.gexf")
+    for kind in ("graphml", "gexf"):
+        net = load_network(NetworkSpec(kind=kind, path=tmp_path / f"g.{kind}"), tmp_path / f"g.{kind}")
+        assert net.directed and net.n == 3 and net.num_edges == 2
+        assert [net.node_labels[i] for i in net.followers_of(net.index_of("x"))] == ["y"]
+    (tmp_path / "bad.graphml").write_text("<graphml><graph><node id='a'></graph>")
+    with pytest.raises(DataError, match=r"bad.graphml:.* not a valid GRAPHML file"):
+        load_network(NetworkSpec(kind="graphml", path=tmp_path / "bad.graphml"), tmp_path / "bad.graphml")
+
+
+def test_real_facebook_graph_loads(shared_data: Path):
+    net = read_edgelist(shared_data / "snap_ego_facebook" / "facebook_combined.txt", directed=False)
+    assert net.n == 4039 and net.num_edges == 2 * 88234
