@@ -126,6 +126,62 @@ def validate(scenario: ScenarioArg, set_: SetOption = None) -> None:
     )
 
 
+def _parse_grid(items: list[str] | None) -> dict[str, list]:
+    """--grid feed.size=5,10  or  --grid 'feed.policy=[chronological, popularity]' (YAML list)."""
+    import yaml
+
+    grid: dict[str, list] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise LsbmError(f"--grid {item!r}: expected PATH=V1,V2,... or PATH=[V1, V2]")
+        path, raw = item.split("=", 1)
+        text = raw.strip() if raw.strip().startswith("[") else f"[{raw}]"
+        try:
+            values = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise LsbmError(f"--grid {path}: values are not a YAML list ({exc})") from None
+        grid[path.strip()] = values
+    return grid
+
+
+@app.command()
+def sweep(
+    scenario: ScenarioArg,
+    grid: Annotated[list[str] | None, typer.Option(help="A field and its values: feed.size=5,10,20 (repeatable).")] = None,
+    replications: Annotated[int, typer.Option(help="Runs per combination (seeds base, base+1, ...).")] = 1,
+    seed: Annotated[int | None, typer.Option(help="Base seed (default: the scenario's).")] = None,
+    executor: Annotated[str, typer.Option(help="local (processes) or ray.")] = "local",
+    workers: Annotated[int | None, typer.Option(help="Parallel runs (default: CPU count).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for sweep.parquet (default: results/<name>-sweep).")] = None,
+    keep_runs: Annotated[bool, typer.Option(help="Also keep every run's results folder.")] = False,
+    metric: Annotated[str, typer.Option(help="Per-post figure to summarise.")] = "share",
+    ray_address: Annotated[str | None, typer.Option(help="Address of a running Ray cluster.")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Run a scenario over a grid of field values with replications; print mean and spread per combination."""
+    from lsbm_sim.model import load_scenario
+    from lsbm_sim.sweep import summarize
+    from lsbm_sim.sweep import sweep as run_sweep
+
+    spec = load_scenario(scenario, _overrides(set_))
+    out = out if out is not None else Path("results") / f"{spec.name}-sweep"
+    with Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("runs", total=None)
+        table = run_sweep(
+            spec, _parse_grid(grid), replications=replications, seed=seed, executor=executor, workers=workers,
+            out=out, keep_runs=keep_runs, ray_address=ray_address,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
+    summary = summarize(table, metric)
+    show = Table(title=f"{spec.name}: {metric} per post ({replications} replications)")
+    for column in summary.columns:
+        show.add_column(column.removeprefix("param:"), justify="right")
+    for row in summary.itertuples(index=False):
+        show.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row])
+    Console(width=None if sys.stdout.isatty() else 160).print(show)
+    console.print(f"sweep table: {out / 'sweep.parquet'}")
+
+
 def _register_optional_commands() -> None:
     """Commands whose modules carry heavier imports; each module provides its typer command or app."""
     try:
