@@ -182,6 +182,25 @@ def sweep(
     console.print(f"sweep table: {out / 'sweep.parquet'}")
 
 
+@app.command("app")
+def app_command(
+    scenario: Annotated[Path | None, typer.Argument(help="Scenario to open first.")] = None,
+    port: Annotated[int, typer.Option(help="Port of the page.")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Open the interactive page (Mesa's SolaraViz): step a scenario and watch posts spread."""
+    import subprocess
+
+    if scenario is not None:
+        from lsbm_sim.model import check_scenario
+
+        check_scenario(scenario)  # a bad scenario fails here, with the usual message, not inside the page
+        os.environ["LSBM_APP_SCENARIO"] = str(scenario.resolve())
+    os.environ.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "False")
+    page = Path(__file__).with_name("app.py")
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "solara", "run", str(page), "--host", host, "--port", str(port)]))
+
+
 def _register_optional_commands() -> None:
     """Commands whose modules carry heavier imports; each module provides its typer command or app."""
     try:
