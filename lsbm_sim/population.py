@@ -135,12 +135,15 @@ def read_population(spec: PopulationSpec, path: Path, rng: np.random.Generator) 
     if not path.is_file():
         raise DataError(f"population.path: file not found: {path}")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        # Blank lines are kept as (empty) rows so that row i is line i + 2 of the file in every message.
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV ({exc})") from None
     if frame.empty:
         raise DataError(f"{path}: no rows")
-    line = lambda i: i + 2  # noqa: E731  (1-based, after the header line)
+
+    def line(i: int) -> int:
+        return int(i) + 2  # 1-based, after the header line
     has_text = "persona" in frame.columns
     missing = [c for c in ("age_band", "interests", "leaning") if c not in frame.columns]
     if not has_text and missing:

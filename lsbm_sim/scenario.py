@@ -338,11 +338,19 @@ class Scenario(Strict):
         for k, post in enumerate(self.content):
             if post.step >= self.steps:
                 raise ValueError(f"content[{k}].step: {post.step} is not before the last step (steps = {self.steps})")
+        posted_at = {p.id: p.step for p in self.content} | {
+            i.post.id: i.step for i in self.interventions if i.kind == "inject"
+        }
         for k, iv in enumerate(self.interventions):
             if iv.step >= self.steps:
                 raise ValueError(f"interventions[{k}].step: {iv.step} is not before the last step (steps = {self.steps})")
             if iv.kind != "inject" and iv.item not in seen:
                 raise ValueError(f"interventions[{k}].item: no post with id {iv.item!r}")
+            if iv.kind == "promote" and iv.step < posted_at[iv.item]:
+                raise ValueError(
+                    f"interventions[{k}].step: {iv.item!r} is promoted at step {iv.step}, before it is posted "
+                    f"(step {posted_at[iv.item]})"
+                )
         if self.population.size is None and self.population.path is None and self.network.kind not in FILE_KINDS:
             raise ValueError("population.size is required unless the network or the personas come from a file")
         return self

@@ -90,3 +90,9 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path):
     path.write_text("name: x\nsteps: [1, 2\npopulation: {size: 3}\n")
     with pytest.raises(ScenarioError, match=r"broken.yaml: line \d+"):
         Scenario.from_yaml(path)
+
+
+def test_a_post_cannot_be_promoted_before_it_is_posted():
+    data = small_scenario(interventions=[{"kind": "promote", "step": 1, "item": "b", "k": 5}])
+    with pytest.raises(ScenarioError, match=r"interventions\[0\].step: 'b' is promoted at step 1, before it is posted \(step 2\)"):
+        Scenario.from_dict(data)
