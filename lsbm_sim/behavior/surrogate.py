@@ -46,10 +46,13 @@ from lsbm_sim.errors import LsbmError
 
 FEATURES: tuple[str, ...] = ("similarity", "proof", "sharers", "labeled", "age", "seen", "promoted", "disposition")
 
-# The default head. Chosen by hand, not fitted: interest (similarity) and the friends who shared are the main
-# drivers of sharing, warning labels cut sharing and raise commenting, stale and repeated posts fade. With the
-# shipped scenarios' personas the rates per exposure are about: like 7%, share 3%, comment 1.5% (see
-# `base_rates()` and benchmarks/RESULTS.md), in line with engagement rates reported for social feeds.
+# The default head. Chosen by hand, not fitted to data: interest (similarity) and the friends who shared drive
+# sharing, warning labels cut sharing and raise commenting, stale and repeated posts fade. On the shipped
+# scenarios a first exposure through one friend's share gives on average like 9.5%, share 5.1%, comment 1.3%
+# (share 1.2% to 9.4% depending on the post and the people; `python benchmarks/surrogate_rates.py`, figures in
+# benchmarks/RESULTS.md). Those rates put diffusion on the shipped networks near its critical point, where
+# seeding and interventions matter; they are an illustration, not an estimate. For a study, fit the head to
+# data (`fit`) or distil it from a fine-tuned behavior model (`lsbm-sim distill`).
 DEFAULT_HEAD: dict[str, dict[str, float]] = {
     "like": {
         "intercept": -3.0, "similarity": 6.0, "proof": 0.15, "sharers": 0.25, "labeled": -0.6,
