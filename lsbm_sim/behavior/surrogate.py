@@ -256,9 +256,10 @@ class SurrogateModel(BehaviorModelBase):
 
     # ----------------------------------------------------------------------------------------- fitting
 
-    def fit(self, queries: QueryBatch | Sequence[BehaviorQuery], targets: np.ndarray, l2: float = 1e-3,
+    def fit(self, queries: QueryBatch | Sequence[BehaviorQuery], targets: np.ndarray, l2: float = 1e-5,
             sample_weight: np.ndarray | None = None) -> SurrogateModel:  # fmt: skip
-        """Refit the head by maximum likelihood (L-BFGS, L2 penalty `l2` on the coefficients).
+        """Refit the head by maximum likelihood (L-BFGS; `l2` penalises the squared coefficients against the
+        mean log-likelihood per row, so it is a light touch that only keeps separable data finite).
 
         `targets`: observed reactions (an integer index into `reactions`, or the reaction names) or a teacher's
         probabilities (n x reactions) for distillation. Returns self.
