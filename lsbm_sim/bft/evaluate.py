@@ -1,0 +1,459 @@
+"""Evaluate a behavior-tuned model against its base and simple baselines on a prepared folder's test split.
+
+Every predictor gives, for each test headline, a probability for each level (low/medium/high). From those:
+
+    accuracy, macro-F1   of the most probable level against the true level
+    Spearman rho         between the predicted rate, sum_level p(level) * mean training rate of the level (what
+                         the simulation's hf backend reads from a checkpoint), and the observed rate
+    ECE                  expected calibration error of the most probable level (10 equal-width bins)
+    pairwise accuracy    within each group (A/B test): of two variants whose rates differ significantly
+                         (two-sided two-proportion z-test, 5%), how often the higher predicted rate is the winner
+
+Predictors: the tuned model, scored with the plain-word prompt of the seed card and, where it has them, with its
+behavior tokens (the form the hf backend uses); its untuned base; a bag-of-words logistic regression; the
+embedded surrogate's sentence encoder (all-MiniLM-L6-v2) with a logistic head; and the training split's level
+frequencies (a constant). The logistic heads are fitted on the training split, their regularisation chosen on
+the validation split. Language models are scored through `lsbm_sim.behavior.hf.HFScorer`, the simulation's own
+scorer, so that the numbers are those of the model as a simulation runs it.
+
+>>> report = evaluate_lsbm("models/lsbm", "data/bft", baseline="models/base")  # doctest: +SKIP
+>>> print(report.markdown())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsbm_sim.bft.instructions import PreparedData, level_answers, render_level_prompt
+from lsbm_sim.errors import LsbmError
+
+SIGNIFICANCE = 0.05
+ECE_BINS = 10
+REGULARISATION_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
+EVAL_JSON = "eval.json"
+EVAL_MARKDOWN = "eval.md"
+
+
+# ------------------------------------------------------------------------------------------- the test rows
+
+
+@dataclass
+class EvalRows:
+    """The rows of one split as arrays: texts, true rates and levels (indices), counts, groups and times."""
+
+    text: list[str]
+    rate: np.ndarray
+    level: np.ndarray
+    behavior: np.ndarray
+    exposure: np.ndarray | None
+    group: np.ndarray | None
+    time: np.ndarray | None
+
+    @classmethod
+    def of(cls, data: PreparedData, split: str) -> EvalRows:
+        rows = data.rows(split)
+        if not rows:
+            raise LsbmError(f"{data.folder}: the {split} split is empty")
+        index = {level: i for i, level in enumerate(data.levels)}
+        exposure = [r["exposure"] for r in rows]
+        group = [r["group"] for r in rows]
+        time = [r["time"] for r in rows]
+        return cls(
+            text=[r["text"] for r in rows],
+            rate=np.array([r["rate"] for r in rows], dtype=np.float64),
+            level=np.array([index[r["level"]] for r in rows]),
+            behavior=np.array([r["behavior"] for r in rows], dtype=np.float64),
+            exposure=None if exposure[0] is None else np.array(exposure, dtype=np.float64),
+            group=None if group[0] is None else np.array(group, dtype=object),
+            time=None if time[0] is None else np.array(time, dtype=np.float64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+
+# ------------------------------------------------------------------------------------------------- metrics
+
+
+def expected_calibration_error(probs: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE of the most probable class: the bin-size-weighted mean |accuracy - confidence| over confidence bins.
+
+    >>> expected_calibration_error(np.array([[0.9, 0.1], [0.9, 0.1]]), np.array([0, 1]))
+    0.4
+    """
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == truth
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return round(float(total), 10)
+
+
+@dataclass
+class Pairs:
+    """Pairs of rows in the same group, with different texts, whose rates differ significantly; `first_wins[k]`:
+    row first[k]'s rate is the higher. `tested`: pairs tested; `excluded`: pairs left out because a row's time
+    was in the excluded range; `same_text`: pairs left out because both rows have the same text."""
+
+    first: np.ndarray
+    second: np.ndarray
+    first_wins: np.ndarray
+    tested: int = 0
+    excluded: int = 0
+    same_text: int = 0
+    reason: str = ""
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+
+def significant_pairs(rows: EvalRows, alpha: float = SIGNIFICANCE,
+                      exclude_time: tuple[float, float] | None = None) -> Pairs:  # fmt: skip
+    """Every within-group pair of different texts whose rates differ at level `alpha` (pooled two-proportion
+    z-test, two-sided).
+
+    `exclude_time` (low, high), inclusive: pairs with a row whose time lies in it are not compared (Upworthy's
+    tests with flagged randomisation problems, say).
+    """
+    from scipy.stats import norm
+
+    empty = np.zeros(0, dtype=int)
+    if rows.group is None or rows.exposure is None:
+        why = "no group column" if rows.group is None else "no exposure column (counts cannot be tested)"
+        return Pairs(empty, empty, empty.astype(bool), reason=why)
+    first, second = [], []
+    _, group_index = np.unique(rows.group.astype(str), return_inverse=True)
+    order = np.argsort(group_index, kind="stable")
+    boundaries = np.flatnonzero(np.diff(group_index[order])) + 1
+    for members in np.split(order, boundaries):
+        for a in range(len(members)):
+            for b in range(a + 1, len(members)):
+                first.append(members[a])
+                second.append(members[b])
+    first, second = np.array(first, dtype=int), np.array(second, dtype=int)
+    # Variants that differ only in something a text model does not see (Upworthy tested images too) are no
+    # question for it: compare different texts only.
+    text = np.array(rows.text, dtype=object)
+    different = text[first] != text[second] if len(first) else np.zeros(0, dtype=bool)
+    same_text = int((~different).sum())
+    first, second = first[different], second[different]
+    excluded = 0
+    if exclude_time is not None and rows.time is not None and len(first):
+        low, high = exclude_time
+        flagged = (rows.time >= low) & (rows.time <= high)
+        keep = ~(flagged[first] | flagged[second])
+        excluded = int((~keep).sum())
+        first, second = first[keep], second[keep]
+    tested = len(first)
+    c1, c2 = rows.behavior[first], rows.behavior[second]
+    n1, n2 = rows.exposure[first], rows.exposure[second]
+    pooled = (c1 + c2) / (n1 + n2)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, (c1 / n1 - c2 / n2) / se, 0.0)
+    significant = 2 * norm.sf(np.abs(z)) < alpha
+    return Pairs(first[significant], second[significant], (z > 0)[significant], tested, excluded, same_text=same_text)
+
+
+def pairwise_accuracy(predicted_rate: np.ndarray, pairs: Pairs) -> float:
+    """Share of significant pairs whose winner has the higher predicted rate (a tie counts one half)."""
+    if len(pairs) == 0:
+        return math.nan
+    difference = predicted_rate[pairs.first] - predicted_rate[pairs.second]
+    right = np.where(difference == 0, 0.5, (difference > 0) == pairs.first_wins)
+    return float(np.mean(right))
+
+
+def level_metrics(probs: np.ndarray, rows: EvalRows, level_rates: np.ndarray, pairs: Pairs) -> dict[str, float]:
+    """All the metrics of one predictor's level probabilities (rows x levels)."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import f1_score
+
+    predicted = probs.argmax(axis=1)
+    predicted_rate = probs @ level_rates
+    if np.ptp(predicted_rate) == 0:
+        rho = math.nan  # a constant prediction has no rank order
+    else:
+        rho = float(spearmanr(predicted_rate, rows.rate).statistic)
+    return {
+        "accuracy": float(np.mean(predicted == rows.level)),
+        "macro_f1": float(f1_score(rows.level, predicted, labels=list(range(probs.shape[1])), average="macro",
+                                   zero_division=0)),  # fmt: skip
+        "spearman": rho,
+        "ece": expected_calibration_error(probs, rows.level),
+        "pairwise_accuracy": pairwise_accuracy(predicted_rate, pairs),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- predictors
+
+
+def prior_levels(train: EvalRows, n_test: int, n_levels: int) -> np.ndarray:
+    """The training split's level frequencies for every test row: the constant to beat."""
+    frequencies = np.bincount(train.level, minlength=n_levels) / len(train)
+    return np.tile(frequencies, (n_test, 1))
+
+
+def fit_logistic(x_train: Any, y_train: np.ndarray, x_val: Any, y_val: np.ndarray, n_levels: int, seed: int = 0) -> Any:
+    """A multinomial logistic regression, its inverse regularisation C chosen by validation log-loss."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from threadpoolctl import threadpool_limits
+
+    best, best_loss = None, math.inf
+    # One BLAS thread: L-BFGS's vector updates are too small to share, and on a busy machine extra BLAS
+    # threads spin-wait (a bag-of-words fit on Upworthy took 15 s on two threads, 3 s on one).
+    with threadpool_limits(limits=1, user_api="blas"):
+        for c in REGULARISATION_GRID:
+            model = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(x_train, y_train)
+            loss = log_loss(y_val, model.predict_proba(x_val), labels=model.classes_)
+            if loss < best_loss:
+                best, best_loss = model, loss
+    return best
+
+
+def class_probabilities(model: Any, x: Any, n_levels: int) -> np.ndarray:
+    """predict_proba with a column for every level, also those absent from the training labels."""
+    probs = np.zeros((x.shape[0], n_levels))
+    probs[:, model.classes_] = model.predict_proba(x)
+    return probs
+
+
+def bag_of_words_levels(train: EvalRows, val: EvalRows, test: EvalRows, n_levels: int) -> np.ndarray:
+    """Word and word-pair counts (TF-IDF weighted) -> logistic regression."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(train.text)
+    model = fit_logistic(vectorizer.transform(train.text), train.level, vectorizer.transform(val.text),
+                         val.level, n_levels)  # fmt: skip
+    return class_probabilities(model, vectorizer.transform(test.text), n_levels)
+
+
+def sentence_encoder_levels(train: EvalRows, val: EvalRows, test: EvalRows, n_levels: int,
+                            encoder: Any = None) -> np.ndarray:  # fmt: skip
+    """The embedded surrogate's encoder (all-MiniLM-L6-v2) -> logistic regression on the embeddings."""
+    from lsbm_sim.behavior.surrogate import default_encoder
+
+    encoder = encoder or default_encoder()
+    model = fit_logistic(encoder.encode(train.text), train.level, encoder.encode(val.text), val.level, n_levels)
+    return class_probabilities(model, encoder.encode(test.text), n_levels)
+
+
+class LanguageModelLevels:
+    """Level probabilities from a causal LM folder, scored through the simulation's HFScorer.
+
+    `predict(prompts, answers)`: the softmax, over the answers, of each answer's log-probability after each
+    prompt.
+    """
+
+    def __init__(self, folder: str | Path, reaction: str = "share", device: str = "auto", batch_tokens: int = 8192):
+        from lsbm_sim.behavior.checkpoint import BehaviorCheckpoint
+        from lsbm_sim.behavior.hf import HFScorer
+
+        checkpoint = BehaviorCheckpoint.read(folder) if Path(folder).is_dir() else None
+        reaction = checkpoint.reaction if checkpoint is not None else reaction
+        # "full" scoring: the scorer checks nothing about first tokens; we pick the scoring per answer set below.
+        self.scorer = HFScorer(folder, reactions=("ignore", reaction), device=device, scoring="full",
+                               batch_tokens=batch_tokens)  # fmt: skip
+        self.checkpoint = checkpoint
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.scorer.tokenizer
+
+    def has_behavior_tokens(self) -> bool:
+        return bool(self.checkpoint is not None and self.checkpoint.behavior_tokens)
+
+    def predict(self, prompts: Sequence[str], answers: Sequence[str]) -> np.ndarray:
+        answer_ids = [self.tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
+        prompt_ids = self.scorer.encode(prompts)
+        if all(len(ids) == 1 for ids in answer_ids) and len({ids[0] for ids in answer_ids}) == len(answer_ids):
+            first = [ids[0] for ids in answer_ids]
+            scores = np.empty((len(prompts), len(answers)))
+            for rows, logprobs in self.scorer.forward(prompt_ids, keep=1):
+                scores[rows] = logprobs[:, -1, first].double().cpu().numpy()
+        else:
+            scores = self.scorer.continuation_scores(prompt_ids, answer_ids)
+        scores -= scores.max(axis=1, keepdims=True)
+        weights = np.exp(scores)
+        return weights / weights.sum(axis=1, keepdims=True)
+
+    def simulation_prompts(self, texts: Sequence[str]) -> tuple[list[str], list[str]]:
+        """The prompts and option spellings the hf backend uses with this checkpoint (behavior tokens)."""
+        from lsbm_sim.behavior.base import BehaviorQuery
+
+        plan = self.scorer.plan
+        return [plan.render(BehaviorQuery("", t)) for t in texts], list(plan.spellings)
+
+    def close(self) -> None:
+        self.scorer.close()
+
+
+# --------------------------------------------------------------------------------------------- the report
+
+
+@dataclass
+class EvalReport:
+    """Metrics per predictor on a test split, and what they were computed on."""
+
+    model: str
+    data: str
+    baseline: str | None
+    test_rows: int
+    test_levels: dict[str, int]
+    pairs: dict[str, Any]
+    results: list[dict[str, Any]] = field(default_factory=list)
+    created: str = ""
+    split: str = "test"
+
+    def result(self, name: str) -> dict[str, Any]:
+        for r in self.results:
+            if r["name"] == name:
+                return r
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON data; a metric that is undefined (NaN) becomes null."""
+        document = dict(vars(self))
+        document["results"] = [
+            {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in self.results
+        ]
+        return document
+
+    def markdown(self) -> str:
+        """The table, then a sentence each on the tuned-vs-base comparison and on which predictor leads."""
+
+        def number(value: Any) -> str:
+            return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+        pairs = self.pairs
+        notes = [f"of {pairs['tested']} tested"]
+        if pairs.get("excluded"):
+            notes.append(f"{pairs['excluded']} more excluded by time")
+        if pairs.get("same_text"):
+            notes.append(f"{pairs['same_text']} with the same text skipped")
+        if pairs.get("reason"):
+            notes.append(pairs["reason"])
+        levels = ", ".join(f"{k} {v}" for k, v in self.test_levels.items())
+        lines = [
+            f"{self.split.capitalize()} split of `{self.data}`: {self.test_rows} rows, levels {levels}; "
+            f"{pairs['significant']} significant within-group pairs ({', '.join(notes)}).",
+            "",
+            "| model | level accuracy | macro-F1 | Spearman rho (rate) | ECE | pairwise accuracy |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in self.results:
+            lines.append(
+                f"| {r['name']} | {number(r['accuracy'])} | {number(r['macro_f1'])} | {number(r['spearman'])} | "
+                f"{number(r['ece'])} | {number(r['pairwise_accuracy'])} |"
+            )
+        lines.append("")
+        tuned = [r for r in self.results if r["kind"] == "tuned"]
+        base = [r for r in self.results if r["kind"] == "base"]
+        if tuned and base:
+            best_tuned = max(tuned, key=lambda r: r["accuracy"])
+            gain = best_tuned["accuracy"] - base[0]["accuracy"]
+            verdict = "beats" if gain > 0 else "does not beat"
+            lines.append(
+                f"The tuned model ({best_tuned['name']}) {verdict} its untuned base on level accuracy: "
+                f"{best_tuned['accuracy']:.3f} vs {base[0]['accuracy']:.3f} ({gain:+.3f})."
+            )
+        for metric, label in (("accuracy", "level accuracy"), ("spearman", "Spearman rho"),
+                              ("pairwise_accuracy", "pairwise accuracy")):  # fmt: skip
+            scored = [r for r in self.results if not math.isnan(r[metric])]
+            if scored:
+                best = max(scored, key=lambda r: r[metric])
+                lines.append(f"Best {label}: {best['name']} ({best[metric]:.3f}).")
+        return "\n".join(lines) + "\n"
+
+    def write(self, folder: Path | str) -> Path:
+        """Write eval.json and eval.md into `folder` (each under a temporary name, then renamed)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        document = json.dumps(self.to_json(), indent=2, default=_json_default, allow_nan=False)
+        for name, text in ((EVAL_JSON, document), (EVAL_MARKDOWN, self.markdown())):
+            tmp = folder / f".{name}.tmp-{os.getpid()}"
+            tmp.write_text(text)
+            tmp.replace(folder / name)
+        return folder
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def evaluate_lsbm(
+    model: str | Path | None,
+    data_dir: str | Path,
+    baseline: str | Path | None = None,
+    split: str = "test",
+    exclude_time: tuple[float, float] | None = None,
+    sentence_encoder: bool = True,
+    device: str = "auto",
+    batch_tokens: int = 8192,
+    encoder: Any = None,
+) -> EvalReport:
+    """Evaluate `model` (a tuned folder; None: baselines only), its `baseline` and the simple baselines.
+
+    `exclude_time`: an inclusive (low, high) range of the time column whose rows are left out of the pairwise
+    comparisons (they still count for every other metric).
+    """
+    data = PreparedData.read(data_dir)
+    if "level" not in data.tasks:
+        raise LsbmError(f"{data_dir} has no level instructions; prepare it with the level task")
+    train, val, test = EvalRows.of(data, "train"), EvalRows.of(data, "val"), EvalRows.of(data, split)
+    levels = list(data.levels)
+    level_rates = np.array([data.level_rates[level] for level in levels])
+    pairs = significant_pairs(test, exclude_time=exclude_time)
+    report = EvalReport(
+        model=str(model) if model is not None else "",
+        data=str(data_dir),
+        baseline=str(baseline) if baseline is not None else None,
+        test_rows=len(test),
+        test_levels={level: int((test.level == i).sum()) for i, level in enumerate(levels)},
+        pairs={"significant": len(pairs), "tested": pairs.tested, "excluded": pairs.excluded,
+               "same_text": pairs.same_text, "alpha": SIGNIFICANCE,
+               "exclude_time": list(exclude_time) if exclude_time else None, "reason": pairs.reason},  # fmt: skip
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        split=split,
+    )
+
+    def add(name: str, kind: str, probs: np.ndarray) -> None:
+        report.results.append({"name": name, "kind": kind, **level_metrics(probs, test, level_rates, pairs)})
+
+    word_prompts = [render_level_prompt(t, data.behavior, levels) for t in test.text]
+    word_answers = level_answers(levels)
+    if model is not None:
+        tuned = LanguageModelLevels(model, data.reaction, device, batch_tokens)
+        try:
+            add("LSBM tuned (words)", "tuned", tuned.predict(word_prompts, word_answers))
+            if tuned.has_behavior_tokens():
+                add("LSBM tuned (behavior tokens)", "tuned", tuned.predict(*tuned.simulation_prompts(test.text)))
+        finally:
+            tuned.close()
+    if baseline is not None:
+        base = LanguageModelLevels(baseline, data.reaction, device, batch_tokens)
+        try:
+            add("base, untuned (words)", "base", base.predict(word_prompts, word_answers))
+        finally:
+            base.close()
+    add("bag-of-words logistic regression", "simple", bag_of_words_levels(train, val, test, len(levels)))
+    if sentence_encoder:
+        add("sentence encoder + logistic head (all-MiniLM-L6-v2)", "simple",
+            sentence_encoder_levels(train, val, test, len(levels), encoder))  # fmt: skip
+    add("training level frequencies (constant)", "simple", prior_levels(train, len(test), len(levels)))
+    return report
