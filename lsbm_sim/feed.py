@@ -65,7 +65,7 @@ class Inbox:
 
     def select(
         self,
-        online: np.ndarray,
+        online: np.ndarray | None,
         engaged: Callable[[np.ndarray, np.ndarray], np.ndarray],
         removed: np.ndarray,
         policy: str,
@@ -77,41 +77,51 @@ class Inbox:
     ) -> Exposures:
         """Take this step's exposures out of the inbox.
 
-        `online[agent]`: who looks at their feed this step. Entries where `engaged(item, agent)` (the person
-        already liked, shared or commented) or `removed[item]` are dropped. `popularity[item]`: engagement so
-        far, for the popularity policy.
+        `online[agent]`: who looks at their feed this step (None: everyone). Entries where `engaged(item,
+        agent)` (the person already liked, shared or commented) or `removed[item]` are dropped.
+        `popularity[item]`: engagement so far, for the popularity policy.
         """
         valid = ~(engaged(self.item, self.agent) | removed[self.item])
         if max_age is not None:
             valid &= step - self.created <= max_age
-        if not valid.all():
-            self._keep(valid)
-        candidates = np.flatnonzero(online[self.agent])
+        candidates = np.flatnonzero(valid if online is None else valid & online[self.agent])
         if len(candidates) == 0:
+            if not valid.all():
+                self._keep(valid)
             return Exposures(*(np.zeros(0, dtype=np.int32) for _ in range(4)))
 
         agent = self.agent[candidates]
         item = self.item[candidates]
-        promoted = (self.sharer[candidates] == PROMOTED).astype(np.int8)
-        created = self.created[candidates]
-        sequence = self.sequence[candidates]
-        # np.lexsort sorts by the last key first: person, then promoted posts on top, then the policy's order.
-        if policy == "all":
-            order = np.lexsort((sequence, -promoted, agent))
-        elif policy == "chronological":
-            order = np.lexsort((-sequence, -created, -promoted, agent))
+        # Feed order: by person, promoted posts on top, then the policy's order. Entries sit in the inbox in
+        # arrival order (`sequence` grows with the position; dropping entries keeps the order), so for the
+        # common policies the order is one sort of a combined key with ties in arrival order.
+        head = agent.astype(np.int64) * 2 + (self.sharer[candidates] != PROMOTED)  # promoted (0) first
+        if policy == "all":  # ties: oldest first
+            order = stable_order(head)
+        elif policy == "chronological":  # newest step first; ties: latest arrival first
+            created = self.created[candidates]
+            key = head * (int(created.max()) - int(created.min()) + 1) + (created.max() - created)
+            order = len(key) - 1 - stable_order(key[::-1])
         elif policy == "popularity":
+            promoted = (self.sharer[candidates] == PROMOTED).astype(np.int8)
+            created, sequence = self.created[candidates], self.sequence[candidates]
             order = np.lexsort((-sequence, -created, -popularity[item], -promoted, agent))
         elif policy == "random":
+            promoted = (self.sharer[candidates] == PROMOTED).astype(np.int8)
             order = np.lexsort((rng.random(len(candidates)), -promoted, agent))
         else:
             raise ValueError(f"unknown feed policy {policy!r}")
 
         # One entry per (person, post) per step: the first in feed order.
         n_items = int(removed.shape[0])
-        pair = agent[order].astype(np.int64) * n_items + item[order]
-        _, first = np.unique(pair, return_index=True)
-        first.sort()
+        if n_items == 1:  # the first of each person's run of entries
+            sorted_agent = agent[order]
+            first = np.flatnonzero(np.r_[True, sorted_agent[1:] != sorted_agent[:-1]])
+        else:
+            pair = agent[order].astype(np.int64) * n_items + item[order]
+            by_pair = stable_order(pair)
+            paired = pair[by_pair]
+            first = np.sort(by_pair[np.r_[True, paired[1:] != paired[:-1]]])
         order = order[first]
 
         # Position in the person's feed, then the attention budget.
@@ -124,13 +134,23 @@ class Inbox:
             order, rank = order[within], rank[within]
 
         chosen = candidates[order]
-        exposures = Exposures(
-            agent=self.agent[chosen].copy(),
-            item=self.item[chosen].copy(),
-            sharer=self.sharer[chosen].copy(),
+        exposures = Exposures(  # fancy indexing copies: the inbox's arrays are not shared
+            agent=self.agent[chosen],
+            item=self.item[chosen],
+            sharer=self.sharer[chosen],
             rank=rank.astype(np.int32),
         )
-        keep = np.ones(len(self), dtype=bool)
-        keep[chosen] = False
-        self._keep(keep)
+        valid[chosen] = False  # what was shown, and what may not be shown, leaves the inbox
+        self._keep(valid)
         return exposures
+
+
+def stable_order(key: np.ndarray) -> np.ndarray:
+    """The positions of `key` (non-negative int64) in ascending order, ties in position order: what
+    `np.argsort(key, kind="stable")` gives, computed as a plain sort of the distinct numbers (key, position)
+    packed into one int64, several times faster (a stable sort of int64 is a merge sort)."""
+    n = len(key)
+    bits = max(n - 1, 1).bit_length()
+    if n == 0 or int(key.max()) >= 1 << (62 - bits):
+        return np.argsort(key, kind="stable")
+    return np.sort((key << bits) | np.arange(n)) & ((1 << bits) - 1)

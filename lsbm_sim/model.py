@@ -28,6 +28,7 @@ from typing import Any
 import mesa
 import numpy as np
 import pandas as pd
+from mesa.agent import AgentSet
 
 from lsbm_sim.agents import UserAgent
 from lsbm_sim.behavior import BehaviorModel, Broker, make_behavior_model
@@ -125,7 +126,7 @@ class SocialModel(mesa.Model):
         self.label_of = np.zeros(n_items, dtype=np.int32)
         self.labels: list[str] = [""]
         self.item_reach = np.zeros(n_items, dtype=np.int64)
-        self.agent_exposures = np.zeros(n, dtype=np.int32)
+        self._exposure_tally = Tally(n)
         self.inbox = Inbox()
         self._cascade: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # item, agent, parent, step
 
@@ -136,13 +137,12 @@ class SocialModel(mesa.Model):
             raise ValueError(f"the behavior model's reactions {self.reactions} lack 'ignore'")
         self.share_index = self.reactions.index("share") if "share" in self.reactions else -1
         self.item_reaction_counts = {r: np.zeros(n_items, dtype=np.int64) for r in self.reactions if r != "ignore"}
-        self.agent_reaction_counts = {r: np.zeros(n, dtype=np.int32) for r in self.reactions if r != "ignore"}
+        self._reaction_tallies = {r: Tally(n) for r in self.reactions if r != "ignore"}
         cache = scenario.resolve(scenario.behavior.cache) if scenario.behavior.cache is not None else None
         self.broker = Broker(self.behavior, cache_path=cache)
 
         # Mesa agents: the user's handle on each person.
-        agent_class.create_agents(self, n, agent_id=list(range(n)))
-        self._agent_list: list[UserAgent] = list(self.agents)
+        self._agent_list: list[UserAgent] = self._create_agents(agent_class, n)
         self._hooked = {
             hook: np.array(
                 sorted(a.agent_id for cls, agents in self.agents_by_type.items() if _overrides(cls, hook) for a in agents),
@@ -174,6 +174,51 @@ class SocialModel(mesa.Model):
 
     # ----------------------------------------------------------------------------------------------- helpers
 
+    _always_online: bool | None = None  # everyone's activity is 1 (decided on the first step)
+    _deferred: list[mesa.Agent] | None = None  # agents made but not yet registered with Mesa (see _create_agents)
+
+    def _create_agents(self, agent_class: type[UserAgent], n: int) -> list[UserAgent]:
+        """Make the n Mesa agents, each by its class's own `__init__`, and register them with Mesa in bulk.
+
+        Mesa registers an agent as its `__init__` runs: a dict entry, an entry in two weak-keyed AgentSets
+        (all agents; agents of its type) and a debug message formatted whether or not it is logged. At a
+        million agents that, with `create_agents`' own AgentSet, was most of the model's setup. Here the
+        registrations wait until all agents exist and are then made in one pass each, ending in the state Mesa
+        would have reached: the same agents, in the same order, in `model.agents` and `agents_by_type`. (An
+        agent's `__init__` that looked at `model.agents` would not yet see the agents made before it.)
+        """
+        self._deferred = []
+        try:
+            agents = [agent_class(self, agent_id=i) for i in range(n)]
+        finally:
+            deferred, self._deferred = self._deferred, None
+        self._register_many(deferred)
+        return agents
+
+    def register_agent(self, agent: mesa.Agent) -> None:
+        if self._deferred is not None:
+            self._deferred.append(agent)
+        else:
+            super().register_agent(agent)
+
+    def _register_many(self, agents: list[mesa.Agent]) -> None:
+        """What `mesa.Model.register_agent` does for each agent, done for many at once (Mesa 3.3's structures)."""
+        everyone = getattr(self._all_agents, "_agents", None)
+        if not isinstance(getattr(self, "_agents", None), dict) or everyone is None:
+            for agent in agents:  # a Mesa whose registry looks different: register one by one, as it would
+                super().register_agent(agent)
+            return
+        self._agents.update(dict.fromkeys(agents))
+        by_type: dict[type, list[mesa.Agent]] = {}
+        for agent in agents:
+            by_type.setdefault(type(agent), []).append(agent)
+        for cls, group in by_type.items():
+            if cls in self._agents_by_type:
+                self._agents_by_type[cls]._agents.update(dict.fromkeys(group))
+            else:
+                self._agents_by_type[cls] = AgentSet(group, random=self.random)
+        everyone.update(dict.fromkeys(agents))
+
     def stream(self, name: str) -> np.random.Generator:
         """The named random stream (population, network, authors, activity, feed, sampling, ...)."""
         if name not in self._generators:
@@ -198,12 +243,12 @@ class SocialModel(mesa.Model):
         self._intervene(t)
         clock = self._timed("enter", clock)
 
-        online = self.stream("activity").random(self.num_agents) < self.population.activity
+        online = self._online()
         clock = self._timed("activate", clock)
 
         exposures = self.inbox.select(
             online=online,
-            engaged=lambda item, agent: (self.status[item, agent] & ENGAGED) != 0,
+            engaged=self._engaged,
             removed=self.removed,
             policy=self.scenario.feed.policy,
             size=self.scenario.feed.size,
@@ -221,8 +266,7 @@ class SocialModel(mesa.Model):
         # One uniform number per exposure, in the exposures' canonical order (person, feed position): the
         # draw does not depend on how the broker grouped the questions.
         uniform = self.stream("sampling").random(len(exposures))
-        cumulative = np.cumsum(probs.astype(np.float64), axis=1)
-        reaction = np.minimum((uniform[:, None] >= cumulative).sum(axis=1), len(self.reactions) - 1).astype(np.int8)
+        reaction = sample_reactions(probs, uniform)
         clock = self._timed("sample", clock)
 
         new_reach = self._apply(exposures, reaction, t)
@@ -231,7 +275,7 @@ class SocialModel(mesa.Model):
         self.events.append(t, exposures.agent, exposures.item, exposures.sharer, exposures.rank, reaction, probs)
         counts = np.bincount(reaction, minlength=len(self.reactions))
         self._last = {
-            "online": int(online.sum()),
+            "online": self.num_agents if online is None else int(np.count_nonzero(online)),
             "exposures": len(exposures),
             "new_reach": new_reach,
             "distinct_queries": self.broker.stats.unique_queries - unique_before,
@@ -243,13 +287,40 @@ class SocialModel(mesa.Model):
             self.running = False
         self._timed("collect", clock)
 
+    def _engaged(self, item: np.ndarray, agent: np.ndarray) -> np.ndarray:
+        """Whether each person already liked, shared or commented the post (read through the flat index)."""
+        return (self.status.reshape(-1)[item.astype(np.int64) * self.num_agents + agent] & ENGAGED) != 0
+
+    def _online(self) -> np.ndarray | None:
+        """Who is online this step: each person with probability equal to their activity (None: everyone)."""
+        if self._always_online is None:
+            # random() < 1 always holds: with everyone's activity at 1 (the classic models) the draw decides
+            # nothing, and skipping it saves a million random numbers a step (no other draw comes from this
+            # stream, so nothing else changes).
+            self._always_online = bool((self.population.activity >= 1).all())
+        if self._always_online:
+            return None
+        return self.stream("activity").random(self.num_agents) < self.population.activity
+
+    @property
+    def agent_exposures(self) -> np.ndarray:
+        """Exposures so far, per agent."""
+        return self._exposure_tally.values()
+
+    @property
+    def agent_reaction_counts(self) -> dict[str, np.ndarray]:
+        """Reactions so far, per reaction (ignore aside) and agent."""
+        return {r: tally.values() for r, tally in self._reaction_tallies.items()}
+
     def queries(self, exposures: Exposures, t: int) -> QueryBatch:
         """The behavior-model question of each exposure, as a batch of binned codes."""
         agent, item = exposures.agent, exposures.item
-        n_sharers = self.followees_shared[item, agent]
+        cell = item.astype(np.int64) * self.num_agents + agent  # index into the flattened (post, person) arrays
+        n_sharers = self.followees_shared.reshape(-1)[cell]
         proof = sum(
             (c for r, c in self.item_reaction_counts.items() if r != "share"), np.zeros(len(self.item_ids), np.int64)
         )
+        # What is the same for every viewer of a post is binned once per post, then looked up per exposure.
         return QueryBatch(
             personas=self.population.personas,
             contents=self.item_texts,
@@ -258,10 +329,10 @@ class SocialModel(mesa.Model):
             persona_id=self.population.archetype[agent],
             item_id=item,
             label_id=self.label_of[item],
-            sharers=bin_value(n_sharers, SHARER_BINS),
-            proof=bin_value(proof[item], PROOF_BINS),
-            age=bin_value(t - self.entered[item], AGE_BINS),
-            seen=bin_value(self.seen[item, agent], SEEN_BINS),
+            sharers=binned(n_sharers, SHARER_TABLE),
+            proof=bin_value(proof, PROOF_BINS)[item],
+            age=bin_value(t - self.entered, AGE_BINS)[item],
+            seen=binned(self.seen.reshape(-1)[cell], SEEN_TABLE),
             promoted=exposures.sharer == PROMOTED,
             agent_id=agent,
             n_sharers=n_sharers,
@@ -271,7 +342,7 @@ class SocialModel(mesa.Model):
         """Agents share posts: they join the cascades and their followers find the posts in their feeds."""
         if len(agent) == 0:
             return
-        self.status[item, agent] |= SHARED | ENGAGED
+        self.status.reshape(-1)[item.astype(np.int64) * self.num_agents + agent] |= SHARED | ENGAGED
         self._cascade.append((item.astype(np.int32), agent.astype(np.int32), parent.astype(np.int32),
                               np.full(len(agent), t, dtype=np.int32)))  # fmt: skip
         owner, follower = self.network.followers_of_many(agent)
@@ -280,7 +351,7 @@ class SocialModel(mesa.Model):
         key = follower_item.astype(np.int64) * self.num_agents + follower
         unique_key, times = np.unique(key, return_counts=True)
         self.followees_shared.reshape(-1)[unique_key] += times.astype(np.int32)
-        waiting = (self.status[follower_item, follower] & ENGAGED) == 0
+        waiting = (self.status.reshape(-1)[key] & ENGAGED) == 0
         self.inbox.add(follower[waiting], follower_item[waiting], agent[owner][waiting], t)
 
     def _enter_posts(self, t: int) -> None:
@@ -312,20 +383,24 @@ class SocialModel(mesa.Model):
     def _apply(self, exposures: Exposures, reaction: np.ndarray, t: int) -> int:
         """Update counters, social proof and cascades; run agent hooks. Returns the step's new reach."""
         agent, item = exposures.agent, exposures.item
-        first_time = (self.status[item, agent] & EXPOSED) == 0
-        self.status[item, agent] |= EXPOSED
-        self.item_reach += np.bincount(item[first_time], minlength=len(self.item_ids))
-        self.seen[item, agent] = np.minimum(self.seen[item, agent].astype(np.int32) + 1, 255).astype(np.uint8)
-        self.agent_exposures += np.bincount(agent, minlength=self.num_agents).astype(np.int32)
-
+        # A (post, person) pair occurs at most once in a step's exposures, so the flattened state can be read
+        # and written at one index per exposure.
+        cell = item.astype(np.int64) * self.num_agents + agent
+        status, seen = self.status.reshape(-1), self.seen.reshape(-1)
+        before = status[cell]
+        first_time = (before & EXPOSED) == 0
         engaged = reaction != self.reactions.index("ignore")
-        self.status[item[engaged], agent[engaged]] |= ENGAGED
+        status[cell] = before | EXPOSED | (engaged.astype(np.uint8) * ENGAGED)
+        self.item_reach += np.bincount(item[first_time], minlength=len(self.item_ids))
+        seen[cell] = np.minimum(seen[cell], 254) + 1  # capped at 255
+        self._exposure_tally.add(agent)
+
         for k, r in enumerate(self.reactions):
             if r == "ignore":
                 continue
             chosen = reaction == k
             self.item_reaction_counts[r] += np.bincount(item[chosen], minlength=len(self.item_ids))
-            self.agent_reaction_counts[r] += np.bincount(agent[chosen], minlength=self.num_agents).astype(np.int32)
+            self._reaction_tallies[r].add(agent[chosen])
 
         if self.share_index >= 0:
             shares = reaction == self.share_index
@@ -450,6 +525,68 @@ class SocialModel(mesa.Model):
             manifest=self.manifest(complete=self.steps_completed >= self.scenario.steps),
             _events=self.events.frame() if self.events.path is None else None,
         )
+
+
+def bin_table(bins: np.ndarray) -> np.ndarray:
+    """The bins of the counts 0..bins[-1] (every larger count falls in the last bin): `binned` looks them up."""
+    return bin_value(np.arange(int(bins[-1]) + 1), bins)
+
+
+def binned(values: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """`bin_value(values, bins)` for non-negative counts, by looking up their `bin_table(bins)` instead of a
+    binary search per row."""
+    return table[np.minimum(values, len(table) - 1)]
+
+
+SHARER_TABLE, SEEN_TABLE = bin_table(SHARER_BINS), bin_table(SEEN_BINS)
+
+
+def sample_reactions(probs: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """The reaction of each row: the first k whose cumulative probability exceeds the row's uniform number
+    (the last reaction if rounding leaves the row's total below it).
+
+    Column by column, in float64: the same sums, in the same order, as `np.cumsum(probs, axis=1)`, without
+    the strided passes over a narrow matrix.
+    """
+    last = probs.shape[1] - 1
+    reaction = np.zeros(len(uniform), dtype=np.int8)
+    cumulative = np.zeros(len(uniform), dtype=np.float64)
+    for k in range(last):
+        cumulative += probs[:, k]
+        reaction += uniform >= cumulative
+    return reaction
+
+
+class Tally:
+    """Counts per agent, added to a step at a time.
+
+    A step's exposures are usually far fewer than the people, and adding them into an array of a million
+    counts touches a scattered cache line per exposure; instead the steps' agent arrays are kept and folded in
+    with one bincount once they hold as many entries as there are agents (or when the counts are read), which
+    costs a constant per exposure.
+    """
+
+    def __init__(self, n: int):
+        self._counts = np.zeros(n, dtype=np.int32)
+        self._pending: list[np.ndarray] = []
+        self._pending_size = 0
+
+    def add(self, agents: np.ndarray) -> None:
+        if len(agents):
+            self._pending.append(agents)
+            self._pending_size += len(agents)
+            if self._pending_size >= len(self._counts):
+                self._fold()
+
+    def values(self) -> np.ndarray:
+        self._fold()
+        return self._counts
+
+    def _fold(self) -> None:
+        if self._pending:
+            joined = np.concatenate(self._pending)
+            self._counts += np.bincount(joined, minlength=len(self._counts)).astype(np.int32)
+            self._pending, self._pending_size = [], 0
 
 
 def _overrides(cls: type, hook: str) -> bool:

@@ -79,10 +79,12 @@ class EventLog:
     def _flush(self) -> None:
         if not self._buffer:
             return
-        table = pa.Table.from_batches(self._buffer, schema=self.schema)
         if self.path is None:
-            self._flushed.extend(table.combine_chunks().to_batches())
+            # Kept as they are: joining them into one batch would copy the whole log (and unify its
+            # dictionaries) every million rows, a fifth of a fast run's time, for nothing `table()` needs.
+            self._flushed.extend(self._buffer)
         else:
+            table = pa.Table.from_batches(self._buffer, schema=self.schema)
             if self._writer is None:
                 self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
             self._writer.write_table(table, row_group_size=FLUSH_ROWS * 2)
