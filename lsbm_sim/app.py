@@ -25,6 +25,7 @@ with warnings.catch_warnings():  # solara's hook checker complains about Mesa's 
     warnings.simplefilter("ignore", UserWarning)
     import solara
     from mesa.visualization import SolaraViz, make_plot_component
+    from mesa.visualization.utils import update_counter
 
 from lsbm_sim.model import SocialModel  # noqa: E402
 
@@ -69,6 +70,7 @@ MODEL_PARAMS = {
 @solara.component
 def PostTable(model: SocialModel):
     """Each post's reach, reactions and cascade metrics so far."""
+    update_counter.get()  # re-render after every step the page takes
     table = model.items_table().drop(columns=["text"])
     solara.Markdown(f"**Step {model.steps_completed}** of {model.scenario.steps}")
     solara.DataFrame(table, items_per_page=10)
@@ -90,6 +92,7 @@ def largest_cascade(model: SocialModel) -> tuple[str | None, nx.DiGraph]:
 @solara.component
 def CascadeView(model: SocialModel):
     """The largest cascade so far, drawn as a tree with authors at the top."""
+    update_counter.get()  # re-render after every step the page takes
     post_id, tree = largest_cascade(model)
     fig, ax = plt.subplots(figsize=(5, 4))
     if post_id is None:
