@@ -41,3 +41,33 @@ def test_components_follow_the_model_as_it_steps():
 def test_model_is_rebuilt_from_the_controls():
     model = app.AppModel(feed_policy="random", feed_size=3, population_size=400, seed=1)
     assert model.scenario.feed.policy == "random" and model.scenario.feed.size == 3 and model.num_agents == 400
+
+
+def test_post_table_and_cascade_view_redraw_after_each_step():
+    from mesa.visualization.utils import update_counter
+
+    model = small_model()
+    calls = {"table": 0, "cascade": 0}
+    items_table, cascade = model.items_table, app.largest_cascade
+
+    def counted_table():
+        calls["table"] += 1
+        return items_table()
+
+    def counted_cascade(m):
+        calls["cascade"] += 1
+        return cascade(m)
+
+    model.items_table = counted_table
+    app.largest_cascade = counted_cascade
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            solara.render(app.PostTable(model), handle_error=False)
+            solara.render(app.CascadeView(model), handle_error=False)
+            before = dict(calls)
+            model.step()
+            update_counter.value += 1  # what SolaraViz does after a step
+    finally:
+        app.largest_cascade = cascade
+    assert calls["table"] > before["table"] and calls["cascade"] > before["cascade"]
