@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from lsbm_sim.behavior.base import DEFAULT_REACTIONS, BehaviorModelBase, BehaviorQuery, QueryBatch, as_batch
+from lsbm_sim.behavior.base import DEFAULT_REACTIONS
 from lsbm_sim.behavior.checkpoint import BehaviorCheckpoint
 from lsbm_sim.behavior.scoring import (
+    PromptScorer,
     ScoringPlan,
     behavior_words,
     candidate_words,
@@ -95,7 +96,7 @@ def pick_dtype(dtype: str, device: str) -> Any:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
-class HFScorer(BehaviorModelBase):
+class HFScorer(PromptScorer):
     """Scores reaction options with a causal language model loaded by transformers (see the module docstring).
 
     `stats` counts what the scorer did: prompts scored, prompt tokens, forward passes, padded tokens (the budget
@@ -186,23 +187,6 @@ class HFScorer(BehaviorModelBase):
             resolve=resolve,
         )
 
-    # ------------------------------------------------------------------------------------ protocol
-
-    @property
-    def fingerprint(self) -> str:
-        """Names the weights, tokenizer, prompt, options, temperature, scoring mode and numeric precision."""
-        return self._fingerprint
-
-    def cache_key(self, query: BehaviorQuery) -> str:
-        return self.plan.render(query)
-
-    def predict_proba(self, queries: QueryBatch | Sequence[BehaviorQuery]) -> np.ndarray:
-        batch = as_batch(queries)
-        if len(batch) == 0:
-            return np.zeros((0, len(self.reactions)))
-        prompts = [self.plan.render(batch.query(i)) for i in range(len(batch))]
-        return self.plan.probabilities(self.option_scores(prompts))
-
     def close(self) -> None:
         self.model = None
         if self.device.startswith("cuda"):
@@ -214,7 +198,7 @@ class HFScorer(BehaviorModelBase):
         """Token ids of each prompt, with the tokenizer's usual special tokens (BOS), as the model was trained."""
         return [list(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
 
-    def option_scores(self, prompts: Sequence[str]) -> np.ndarray:
+    def option_scores(self, prompts: list[str]) -> np.ndarray:
         """Log-probability of each option after each prompt (rows x options), per `plan.scoring`."""
         prompt_ids = self.encode(prompts)
         if self.plan.scoring == "first_token":

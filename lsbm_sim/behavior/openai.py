@@ -41,16 +41,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from lsbm_sim.behavior.base import (
-    DEFAULT_REACTIONS,
-    BehaviorModelBase,
-    BehaviorModelError,
-    BehaviorQuery,
-    QueryBatch,
-    as_batch,
-)
+from lsbm_sim.behavior.base import DEFAULT_REACTIONS, BehaviorModelError
 from lsbm_sim.behavior.checkpoint import BehaviorCheckpoint
-from lsbm_sim.behavior.scoring import ScoringPlan, candidate_words, fingerprint
+from lsbm_sim.behavior.scoring import PromptScorer, ScoringPlan, candidate_words, fingerprint
 from lsbm_sim.errors import LsbmError
 
 try:  # httpx2 is the maintained successor of httpx with the same API; huggingface_hub already depends on it
@@ -82,8 +75,13 @@ def normalise_base_url(url: str) -> str:
     return url if parts.path else url + "/v1"
 
 
-class OpenAIScorer(BehaviorModelBase):
-    """Scores reaction options with a model behind OpenAI-compatible servers (see the module docstring)."""
+class OpenAIScorer(PromptScorer):
+    """Scores reaction options with a model behind OpenAI-compatible servers (see the module docstring).
+
+    Its fingerprint names the served model (and, for `lsbm-sim serve`, its weights), the prompt, options and
+    temperature: another server serving a model under the same name shares the cache, so give fine-tuned
+    models distinct names.
+    """
 
     def __init__(
         self,
@@ -159,25 +157,8 @@ class OpenAIScorer(BehaviorModelBase):
             resolve=resolve,
         )
 
-    # ------------------------------------------------------------------------------------ protocol
-
-    @property
-    def fingerprint(self) -> str:
-        """Names the served model (and, for `lsbm-sim serve`, its weights), the prompt, options and temperature.
-
-        Another server serving a model under the same name shares the cache: give fine-tuned models distinct names.
-        """
-        return self._fingerprint
-
-    def cache_key(self, query: BehaviorQuery) -> str:
-        return self.plan.render(query)
-
-    def predict_proba(self, queries: QueryBatch | Sequence[BehaviorQuery]) -> np.ndarray:
-        batch = as_batch(queries)
-        if len(batch) == 0:
-            return np.zeros((0, len(self.reactions)))
+    def option_scores(self, prompts: list[str]) -> np.ndarray:
         started = time.perf_counter()
-        prompts = [self.plan.render(batch.query(i)) for i in range(len(batch))]
         scores = np.full((len(prompts), len(self.plan.options)), np.nan)
         if self.plan.scoring == "first_token":
             self._score_from_top(prompts, scores)
@@ -186,7 +167,7 @@ class OpenAIScorer(BehaviorModelBase):
             self._score_by_echo(prompts, todo, scores)
         self.stats["prompts"] += len(prompts)
         self.stats["seconds"] += time.perf_counter() - started
-        return self.plan.probabilities(scores)
+        return scores
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

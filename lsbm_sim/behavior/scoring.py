@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from lsbm_sim.behavior.base import BehaviorQuery
+from lsbm_sim.behavior.base import BehaviorModelBase, BehaviorQuery, QueryBatch, as_batch
 from lsbm_sim.behavior.checkpoint import BehaviorCheckpoint
 from lsbm_sim.behavior.prompts import PromptTemplate, behavior_token
 from lsbm_sim.errors import LsbmError
@@ -241,3 +242,31 @@ def fingerprint(kind: str, **parts: Any) -> str:
 
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+class PromptScorer(BehaviorModelBase, ABC):
+    """What the hf, vllm and openai backends share: each query becomes a prompt (`plan.render`), the model scores
+    the answer options after it (`option_scores`, the part each backend does its own way), and the plan turns
+    the scores into reaction probabilities. The rendered prompt is the persistent cache's key, and the
+    fingerprint (set by the subclass as `_fingerprint`) names the weights, prompt, options and scoring."""
+
+    plan: ScoringPlan
+    _fingerprint: str
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def cache_key(self, query: BehaviorQuery) -> str:
+        return self.plan.render(query)
+
+    def predict_proba(self, queries: QueryBatch | Sequence[BehaviorQuery]) -> np.ndarray:
+        batch = as_batch(queries)
+        if len(batch) == 0:
+            return np.zeros((0, len(self.reactions)))
+        prompts = [self.plan.render(batch.query(i)) for i in range(len(batch))]
+        return self.plan.probabilities(self.option_scores(prompts))
+
+    @abstractmethod
+    def option_scores(self, prompts: list[str]) -> np.ndarray:
+        """Log-probability of each option after each prompt (rows x options)."""

@@ -29,9 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from lsbm_sim.behavior.base import DEFAULT_REACTIONS, BehaviorModelBase, BehaviorModelError, BehaviorQuery, QueryBatch, as_batch
+from lsbm_sim.behavior.base import DEFAULT_REACTIONS, BehaviorModelError
 from lsbm_sim.behavior.checkpoint import BehaviorCheckpoint
-from lsbm_sim.behavior.scoring import ScoringPlan, behavior_words, candidate_words, fingerprint, folder_digest
+from lsbm_sim.behavior.scoring import (
+    PromptScorer,
+    ScoringPlan,
+    behavior_words,
+    candidate_words,
+    fingerprint,
+    folder_digest,
+)
 from lsbm_sim.errors import LsbmError
 
 INSTALL_HINT = "pip install 'lsbm-sim[vllm]'"
@@ -155,7 +162,7 @@ def read_continuation(prompt_logprobs: Sequence[dict[int, Any] | None] | None, s
 # ------------------------------------------------------------------------------------------------ scorer
 
 
-class VLLMScorer(BehaviorModelBase):
+class VLLMScorer(PromptScorer):
     """Scores reaction options with an in-process vLLM engine (see the module docstring)."""
 
     def __init__(
@@ -222,19 +229,8 @@ class VLLMScorer(BehaviorModelBase):
             resolve=resolve,
         )
 
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def cache_key(self, query: BehaviorQuery) -> str:
-        return self.plan.render(query)
-
-    def predict_proba(self, queries: QueryBatch | Sequence[BehaviorQuery]) -> np.ndarray:
-        batch = as_batch(queries)
-        if len(batch) == 0:
-            return np.zeros((0, len(self.reactions)))
+    def option_scores(self, prompts: list[str]) -> np.ndarray:
         started = time.perf_counter()
-        prompts = [self.plan.render(batch.query(i)) for i in range(len(batch))]
         prompt_ids = [list(i) for i in self.tokenizer(prompts, add_special_tokens=True)["input_ids"]]
         if self.plan.scoring == "first_token":
             outputs = self.llm.generate(token_prompts(prompt_ids), self.sampling, use_tqdm=False)
@@ -253,7 +249,7 @@ class VLLMScorer(BehaviorModelBase):
         self.stats["prompt_tokens"] += tokens
         self.stats["forward_passes"] += 1
         self.stats["seconds"] += time.perf_counter() - started
-        return self.plan.probabilities(scores)
+        return scores
 
     def close(self) -> None:
         self.llm = None
