@@ -100,3 +100,24 @@ def test_broker_deduplicates_identical_questions():
     assert np.allclose(probs[:50], probs[0]) and not np.allclose(probs[0], probs[99])
     broker.decide(batch)
     assert broker.stats.model_rows == 2 and broker.stats.memory_hits == 2
+
+
+def test_answer_memory_finds_rows_across_runs_and_never_confuses_a_hash_collision(monkeypatch):
+    from lsbm_sim.behavior import broker as broker_module
+    from lsbm_sim.behavior.broker import AnswerMemory
+
+    memory = AnswerMemory(2)
+    rows = np.arange(40, dtype=np.int64).reshape(20, 2)
+    for start in range(0, 20, 4):  # five runs, merged once there are more than MAX_RUNS
+        memory.add(rows[start : start + 4], np.stack([rows[start : start + 4, 0] / 100, np.ones(4)], axis=1))
+    probe = np.vstack([rows[::-1], [[999, 999]]])
+    found, answers = memory.lookup(probe)
+    assert found[:-1].all() and not found[-1]
+    assert np.allclose(answers[:-1, 0], probe[:-1, 0] / 100)
+
+    monkeypatch.setattr(broker_module, "hash_rows", lambda r: np.zeros(len(r), dtype=np.uint64))
+    colliding = AnswerMemory(1)
+    colliding.add(np.array([[1], [2]]), np.array([[0.1], [0.2]], dtype=np.float32))
+    found, answers = colliding.lookup(np.array([[2], [1], [3]]))
+    # Every row hashes alike: only the row stored first under that hash can be found, and never for another row.
+    assert found.tolist() == [False, True, False] and answers[1, 0] == np.float32(0.1)

@@ -55,7 +55,7 @@ class Broker:
         self.reactions = tuple(model.reactions)
         self.depends_on = tuple(getattr(model, "depends_on", ()))
         self.stats = BrokerStats()
-        self._memory: dict[tuple[int, ...], np.ndarray] = {}
+        self._memory = AnswerMemory(len(self.reactions))
         fingerprint = getattr(model, "fingerprint", None)
         self._disk = PersistentCache(cache_path, fingerprint) if cache_path is not None and fingerprint else None
 
@@ -68,34 +68,26 @@ class Broker:
             return np.zeros((0, len(self.reactions)), dtype=np.float32)
         columns = batch.key_columns(self.depends_on)
         first, inverse = distinct_rows(columns)
-        keys = [tuple(row) for row in columns[first].tolist()]
+        distinct = columns[first]
         self.stats.unique_queries += len(first)
 
-        answers = np.empty((len(first), len(self.reactions)), dtype=np.float32)
-        missing = []
-        for j, key in enumerate(keys):
-            hit = self._memory.get(key)
-            if hit is None:
-                missing.append(j)
-            else:
-                answers[j] = hit
+        found, answers = self._memory.lookup(distinct)
+        missing = np.flatnonzero(~found)
         self.stats.memory_hits += len(first) - len(missing)
 
-        if missing and self._disk is not None:
+        if len(missing) and self._disk is not None:
             queries = batch.take(first[missing])
             cache_keys = [self.model.cache_key(queries.query(i)) for i in range(len(queries))]
-            found = self._disk.get_many(cache_keys)
-            still = []
-            for j, ck in zip(missing, cache_keys):
-                if ck in found:
-                    answers[j] = found[ck]
-                    self._remember(keys[j], answers[j])
-                else:
-                    still.append(j)
-            self.stats.disk_hits += len(missing) - len(still)
-            missing = still
+            stored = self._disk.get_many(cache_keys)
+            on_disk = np.array([ck in stored for ck in cache_keys], dtype=bool)
+            if on_disk.any():
+                hits = missing[on_disk]
+                answers[hits] = np.stack([stored[ck] for ck, hit in zip(cache_keys, on_disk) if hit])
+                self._memory.add(distinct[hits], answers[hits])
+            self.stats.disk_hits += int(on_disk.sum())
+            missing = missing[~on_disk]
 
-        if missing:
+        if len(missing):
             rows = first[missing]
             asked = batch.take(rows)
             t_model = time.perf_counter()
@@ -105,21 +97,83 @@ class Broker:
             self.stats.model_calls += 1
             self.stats.model_rows += len(rows)
             answers[missing] = probs
-            for j, p in zip(missing, probs):
-                self._remember(keys[j], p)
+            self._memory.add(distinct[missing], probs)
             if self._disk is not None:
                 self._disk.put_many([self.model.cache_key(asked.query(i)) for i in range(len(asked))], probs)
 
         self.stats.broker_seconds += time.perf_counter() - started
         return answers[inverse]
 
-    def _remember(self, key: tuple[int, ...], probs: np.ndarray) -> None:
-        if len(self._memory) < MEMORY_CACHE_LIMIT:
-            self._memory[key] = probs
-
     def close(self) -> None:
         if self._disk is not None:
             self._disk.close()
+
+
+class AnswerMemory:
+    """Answers kept in memory and looked up for a whole step's questions at once, with no Python per question.
+
+    A question is a row of int64 codes. Each row is hashed to one uint64 (a fixed multiply-xor mix); rows, hashes
+    and answers are kept in runs sorted by hash and found by binary search. A hit needs the whole row to match,
+    so two questions that share a hash never share an answer (the later one is just not remembered). Each
+    step's new answers form a new run; runs are merged when there are several, so a look-up searches a few
+    sorted arrays.
+    """
+
+    MAX_RUNS = 6
+
+    def __init__(self, n_reactions: int):
+        self.n_reactions = n_reactions
+        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (hashes, rows, answers), by hash
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def lookup(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each row: whether an answer is remembered, and the answers (undefined where not)."""
+        found = np.zeros(len(rows), dtype=bool)
+        answers = np.empty((len(rows), self.n_reactions), dtype=np.float32)
+        if not self._runs or len(rows) == 0:
+            return found, answers
+        hashes = hash_rows(rows)
+        for run_hashes, run_rows, run_answers in self._runs:
+            at = np.minimum(np.searchsorted(run_hashes, hashes), len(run_hashes) - 1)
+            hit = ~found & (run_hashes[at] == hashes) & (run_rows[at] == rows).all(axis=1)
+            answers[hit] = run_answers[at[hit]]
+            found |= hit
+        return found, answers
+
+    def add(self, rows: np.ndarray, answers: np.ndarray) -> None:
+        room = MEMORY_CACHE_LIMIT - self.size
+        if room <= 0 or len(rows) == 0:
+            return
+        rows, answers = rows[:room], np.asarray(answers[:room], dtype=np.float32)
+        hashes = hash_rows(rows)
+        order = np.argsort(hashes, kind="stable")
+        self._runs.append((hashes[order], rows[order], answers[order]))
+        self.size += len(rows)
+        if len(self._runs) > self.MAX_RUNS:
+            merged = [np.concatenate(parts) for parts in zip(*self._runs)]
+            order = np.argsort(merged[0], kind="stable")
+            self._runs = [(merged[0][order], merged[1][order], merged[2][order])]
+
+
+# Odd 64-bit multipliers for the row hash (fixed, so a row hashes alike in every run of the program).
+_HASH_MULTIPLIERS = np.array(
+    [0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E8FEB86659FD93, 0xC2B2AE3D27D4EB4F,
+     0x165667B19E3779F9, 0x27D4EB2F165667C5, 0xFF51AFD7ED558CCD],
+    dtype=np.uint64,
+)  # fmt: skip
+
+
+def hash_rows(rows: np.ndarray) -> np.ndarray:
+    """One uint64 per row of an int64 matrix (multiply-xor mixing, wrapping arithmetic)."""
+    h = np.full(len(rows), 0x243F6A8885A308D3, dtype=np.uint64)
+    for j in range(rows.shape[1]):
+        h ^= rows[:, j].astype(np.uint64)
+        h *= _HASH_MULTIPLIERS[j % len(_HASH_MULTIPLIERS)]
+        h ^= h >> np.uint64(31)
+    return h
 
 
 def distinct_rows(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
