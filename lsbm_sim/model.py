@@ -794,6 +794,10 @@ def check_scenario(scenario: Scenario | str | Path, overrides: Sequence[str] = (
         from lsbm_sim.errors import ScenarioError
 
         raise ScenarioError(f"behavior.head: file not found: {scenario.resolve(spec.head)}")
+    if spec.backend in ("hf", "vllm"):  # the checkpoint must be here (a folder, or a hub id in the local cache)
+        from lsbm_sim.behavior.hf import locate_checkpoint
+
+        locate_checkpoint(spec.model, scenario.resolve, spec.allow_pickle)
     return {
         "name": scenario.name,
         "agents": population.size,

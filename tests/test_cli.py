@@ -95,3 +95,10 @@ def test_usage_errors_exit_2(capsys):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
+
+
+def test_validate_checks_that_a_language_model_checkpoint_is_there(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = small_scenario(behavior={"backend": "hf", "model": "models/lsbm"})
+    code, _, err = run_cli(capsys, "validate", write(tmp_path, data))
+    assert code == 2 and "behavior.model" in err and "models/lsbm" in err and "Traceback" not in err
