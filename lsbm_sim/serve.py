@@ -358,7 +358,10 @@ def start_server(model: str | Path, host: str = "127.0.0.1", port: int = 0, **op
 
 def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, **scorer_options: Any) -> None:
     """Serve `model` until interrupted (Ctrl-C)."""
-    httpd = make_server(model, host, port, **scorer_options)
+    serve_until_interrupted(make_server(model, host, port, **scorer_options))
+
+
+def serve_until_interrupted(httpd: Any) -> None:
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:
@@ -368,7 +371,6 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, **scorer
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
-
 
 
 def serve_command(
@@ -397,9 +399,4 @@ def serve_command(
     )  # fmt: skip
     bound_host, bound_port = httpd.server_address[:2]
     print(f"lsbm-sim serve: {httpd.service.model_name} on http://{bound_host}:{bound_port}/v1 (Ctrl-C stops)", flush=True)  # type: ignore[attr-defined]
-    try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        httpd.server_close()
+    serve_until_interrupted(httpd)
