@@ -69,7 +69,14 @@ class Network:
         return self.target[self.indptr[u] : self.indptr[u + 1]]
 
     def following_of(self, v: int) -> np.ndarray:
-        return self.source[self.target == v]
+        """The accounts v follows (whose shares v sees), in increasing order."""
+        if not hasattr(self, "_following_indptr"):
+            # The reverse CSR, built on first use: the engine never needs it, a user browsing agents may.
+            order = np.argsort(self.target, kind="stable")  # stable: sources stay sorted within each target
+            self._following = self.source[order]
+            self._following_indptr = np.zeros(self.n + 1, dtype=np.int64)
+            np.cumsum(self.in_degree, out=self._following_indptr[1:])
+        return self._following[self._following_indptr[v] : self._following_indptr[v + 1]]
 
     def followers_of_many(self, sharers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each sharer, all its followers: (index into `sharers`, follower), concatenated, vectorised."""

@@ -37,6 +37,7 @@ def test_undirected_graph_means_mutual_following_and_csr_agrees():
     for u in (0, 5, 199):
         assert sorted(net.followers_of(u).tolist()) == sorted(v for a, v in edges if a == u)
         assert net.out_degree[u] == len(net.followers_of(u))
+    assert all(sorted(net.following_of(v).tolist()) == sorted(u for u, b in edges if b == v) for v in (0, 7, 150))
     owner, followers = net.followers_of_many(np.array([5, 0]))
     assert sorted(followers[owner == 0].tolist()) == sorted(net.followers_of(5).tolist())
     assert nx.is_connected(net.graph) and net.graph.number_of_edges() * 2 == net.num_edges
@@ -45,6 +46,7 @@ def test_undirected_graph_means_mutual_following_and_csr_agrees():
 def test_directed_barabasi_albert_gives_early_nodes_followers():
     net = generate_network(NetworkSpec(kind="barabasi_albert", params={"m": 2}, directed=True), 300, np.random.default_rng(2), None)
     assert net.directed and net.in_degree[10:].min() == 2  # every newcomer follows m accounts
+    assert net.following_of(200).tolist() == sorted(net.source[net.target == 200].tolist()) and len(net.following_of(200)) == 2
     assert net.out_degree[:5].mean() > 5 * net.out_degree[100:].mean()
 
 
