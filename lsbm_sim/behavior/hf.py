@@ -171,21 +171,9 @@ class HFScorer(PromptScorer):
             "seconds": 0.0,
         }
 
-    @classmethod
-    def from_spec(cls, spec: Any, resolve: Callable[[str], Path]) -> HFScorer:
-        return cls(
-            spec.model,
-            reactions=spec.reactions,
-            device=spec.device,
-            dtype=spec.dtype,
-            batch_tokens=spec.batch_tokens,
-            prompt=spec.prompt,
-            temperature=spec.temperature,
-            scoring=spec.scoring,
-            trust_remote_code=spec.trust_remote_code,
-            allow_pickle=spec.allow_pickle,
-            resolve=resolve,
-        )
+    # The scenario's behavior fields this scorer takes (PromptScorer.from_spec passes them on).
+    SPEC_OPTIONS = ("reactions", "device", "dtype", "batch_tokens", "prompt", "temperature", "scoring", "trust_remote_code",
+                    "allow_pickle")
 
     def close(self) -> None:
         self.model = None

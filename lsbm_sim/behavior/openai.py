@@ -141,21 +141,9 @@ class OpenAIScorer(PromptScorer):
             "openai", model=self.model_name, server_fingerprint=lsbm.get("fingerprint"), plan=self.plan.describe()
         )
 
-    @classmethod
-    def from_spec(cls, spec: Any, resolve: Callable[[str], Path]) -> OpenAIScorer:
-        return cls(
-            spec.model,
-            spec.base_url,
-            reactions=spec.reactions,
-            prompt=spec.prompt,
-            temperature=spec.temperature,
-            scoring=spec.scoring,
-            api_key_env=spec.api_key_env,
-            concurrency=spec.concurrency,
-            timeout=spec.timeout,
-            retries=spec.retries,
-            resolve=resolve,
-        )
+    # The scenario's behavior fields this scorer takes (PromptScorer.from_spec passes them on).
+    SPEC_OPTIONS = ("base_url", "reactions", "prompt", "temperature", "scoring", "api_key_env", "concurrency", "timeout",
+                    "retries")
 
     def option_scores(self, prompts: list[str]) -> np.ndarray:
         started = time.perf_counter()

@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -252,6 +252,12 @@ class PromptScorer(BehaviorModelBase, ABC):
 
     plan: ScoringPlan
     _fingerprint: str
+    SPEC_OPTIONS: tuple[str, ...] = ()
+
+    @classmethod
+    def from_spec(cls, spec: Any, resolve: Callable[[str], Path]) -> PromptScorer:
+        """The scorer a scenario's `behavior` section describes: its model plus the fields in SPEC_OPTIONS."""
+        return cls(spec.model, resolve=resolve, **{name: getattr(spec, name) for name in cls.SPEC_OPTIONS})
 
     @property
     def fingerprint(self) -> str:

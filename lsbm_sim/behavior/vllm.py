@@ -215,19 +215,8 @@ class VLLMScorer(PromptScorer):
         )
         self.stats: dict[str, float] = {"prompts": 0, "prompt_tokens": 0, "forward_passes": 0, "seconds": 0.0}
 
-    @classmethod
-    def from_spec(cls, spec: Any, resolve: Callable[[str], Path]) -> VLLMScorer:
-        return cls(
-            spec.model,
-            reactions=spec.reactions,
-            dtype=spec.dtype,
-            prompt=spec.prompt,
-            temperature=spec.temperature,
-            scoring=spec.scoring,
-            trust_remote_code=spec.trust_remote_code,
-            allow_pickle=spec.allow_pickle,
-            resolve=resolve,
-        )
+    # The scenario's behavior fields this scorer takes (PromptScorer.from_spec passes them on).
+    SPEC_OPTIONS = ("reactions", "dtype", "prompt", "temperature", "scoring", "trust_remote_code", "allow_pickle")
 
     def option_scores(self, prompts: list[str]) -> np.ndarray:
         started = time.perf_counter()
