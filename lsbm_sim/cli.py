@@ -92,7 +92,12 @@ def print_summary(result) -> None:
     out = Console(width=None if sys.stdout.isatty() else 160)
     table = Table(title=f"{result.manifest['name']} (seed {result.manifest['seed']}, {result.manifest['agents']:,} agents)")
     summary = result.summary()
-    short = {"item_id": "post", "cascade_size": "cascade", "max_breadth": "breadth", "structural_virality": "virality"}
+    # Labels that say what they count (a post has one cascade tree per author; see lsbm_sim.metrics).
+    short = {"item_id": "post", "cascade_size": "nodes", "max_breadth": "breadth", "structural_virality": "virality",
+             "half_time": "half-time"}  # fmt: skip
+    table.caption = ("nodes: authors + sharers over the post's trees (one per author); depth, breadth: its deepest "
+                     "and widest tree; virality: mean distance within a tree (Goel et al. 2016); half-time: steps "
+                     "to half the nodes")  # fmt: skip
     for column in summary.columns:
         table.add_column(short.get(column, column), justify="left" if column == "item_id" else "right")
     for row in summary.itertuples(index=False):

@@ -44,7 +44,7 @@ from lsbm_sim.behavior.base import (
 )
 from lsbm_sim.content import Post, make_post
 from lsbm_sim.feed import PROMOTED, Exposures, Inbox
-from lsbm_sim.metrics import cascade_metrics
+from lsbm_sim.metrics import cascade_metrics, half_times, tree_table
 from lsbm_sim.network import Network, generate_network, load_network
 from lsbm_sim.population import Population, build_population
 from lsbm_sim.results import (
@@ -441,20 +441,56 @@ class SocialModel(mesa.Model):
     def events_so_far(self) -> pd.DataFrame:
         return self.events.frame()
 
+    def _cascade_nodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every cascade node so far as arrays: post index, agent, parent node index (-1 for an author), step."""
+        if not self._cascade:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty, empty
+        item, agent, parent, step = (np.concatenate(parts).astype(np.int64) for parts in zip(*self._cascade))
+        # A share's parent is the node of the same post held by the agent whose share exposed it.
+        key = item * self.num_agents + agent
+        order = np.argsort(key, kind="stable")
+        has_parent = parent >= 0
+        where = np.searchsorted(key[order], (item * self.num_agents + parent)[has_parent])
+        parent_node = np.full(len(item), -1, dtype=np.int64)
+        parent_node[has_parent] = order[np.minimum(where, len(order) - 1)]
+        return item, agent, parent_node, step
+
+    def cascades_table(self) -> pd.DataFrame:
+        """One row per cascade tree (one per author of each post that entered): the post, the author, and the
+        tree's size, depth, max breadth, structural virality and half time in steps (see lsbm_sim.metrics)."""
+        item, agent, parent, step = self._cascade_nodes()
+        trees = tree_table(parent, step)
+        roots = trees.pop("root").to_numpy()
+        trees.insert(0, "item_id", [self.item_ids[i] for i in item[roots].tolist()])
+        trees.insert(1, "author", agent[roots].astype(np.int64))
+        return trees
+
     def items_table(self) -> pd.DataFrame:
-        """One row per post: when it entered, its reach, reactions and cascade metrics."""
-        cascades = (
-            [np.concatenate(parts) for parts in zip(*self._cascade)]
-            if self._cascade
-            else [np.zeros(0, dtype=np.int32)] * 4
-        )
-        c_item, c_agent, c_parent, _ = cascades
+        """One row per post: when it entered, its reach, reactions and cascade metrics (over its authors'
+        trees, as lsbm_sim.metrics defines them for several roots)."""
+        item, _, parent, step = self._cascade_nodes()
+        per_post = {}
+        if len(item):
+            trees = tree_table(parent, step)
+            trees["item"] = item[trees["root"].to_numpy()]
+            trees["pairs"] = trees["cascade_size"] * (trees["cascade_size"] - 1) / 2
+            trees["wiener"] = trees["structural_virality"] * trees["pairs"]
+            grouped = trees.groupby("item").agg(
+                cascade_size=("cascade_size", "sum"), depth=("depth", "max"), max_breadth=("max_breadth", "max"),
+                pairs=("pairs", "sum"), wiener=("wiener", "sum"),
+            )  # fmt: skip
+            posted = np.unique(item)
+            half = half_times(np.searchsorted(posted, item), step, origin=self.entered[posted].astype(float))
+            for k, (index, row) in enumerate(grouped.iterrows()):
+                per_post[int(index)] = {
+                    "cascade_size": int(row["cascade_size"]), "depth": int(row["depth"]),
+                    "max_breadth": int(row["max_breadth"]),
+                    "structural_virality": float(row["wiener"] / row["pairs"]) if row["pairs"] > 0 else 0.0,
+                    "half_time": float(half[k]),
+                }  # fmt: skip
         rows = []
         for index, pid in enumerate(self.item_ids):
-            mine = np.flatnonzero(c_item == index)  # already in the order shares happened: parents first
-            agents, parents = c_agent[mine], c_parent[mine]
-            local = {a: k for k, a in enumerate(agents.tolist())}
-            parent_local = np.array([local.get(p, -1) if p >= 0 else -1 for p in parents.tolist()], dtype=np.int64)
             post = self.posts[index] if self.entered[index] >= 0 else None
             rows.append(
                 {
@@ -467,7 +503,7 @@ class SocialModel(mesa.Model):
                     "removed": bool(self.removed[index]),
                     "reach": int(self.item_reach[index]),
                     **{r: int(c[index]) for r, c in self.item_reaction_counts.items()},
-                    **cascade_metrics(parent_local),
+                    **per_post.get(index, cascade_metrics(np.zeros(0, dtype=np.int64))),
                 }
             )
         return pd.DataFrame(rows)
@@ -522,6 +558,7 @@ class SocialModel(mesa.Model):
             steps=steps,
             items=self.items_table(),
             agents=self.agents_table(),
+            cascades=self.cascades_table(),
             manifest=self.manifest(complete=self.steps_completed >= self.scenario.steps),
             _events=self.events.frame() if self.events.path is None else None,
         )
@@ -695,7 +732,7 @@ def run(
         )  # fmt: skip
         model.run(progress)
         result = model.result()
-        write_tables(staging, result.steps, result.items, result.agents, result.manifest)
+        write_tables(staging, result.steps, result.items, result.agents, result.manifest, result.cascades)
         publish(staging, out)
         result.path = out
         return result

@@ -3,7 +3,9 @@
 A results folder holds
     events.parquet   one row per exposure: step, agent_id, item_id, parent_id, position, reaction, p_<reaction>...
     steps.parquet    one row per step (Mesa's DataCollector)
-    items.parquet    one row per post: reach, reactions, cascade size, depth, max breadth, structural virality
+    items.parquet    one row per post: reach, reactions, cascade size, depth, max breadth, structural virality,
+                     half time (over the post's trees: one per author; see lsbm_sim.metrics)
+    cascades.parquet one row per cascade tree (post, author): size, depth, max breadth, virality, half time
     agents.parquet   one row per agent: node label, persona archetype, traits, counters
     manifest.json    scenario, seed, versions, backend, timings, broker statistics; `complete: true` last
 
@@ -28,6 +30,7 @@ import pyarrow.parquet as pq
 from lsbm_sim.errors import LsbmError
 
 EVENTS, STEPS, ITEMS, AGENTS, MANIFEST = "events.parquet", "steps.parquet", "items.parquet", "agents.parquet", "manifest.json"
+CASCADES = "cascades.parquet"
 FLUSH_ROWS = 1_000_000
 """Event rows buffered before a row group is written (depends only on the data, so output is reproducible)."""
 
@@ -131,6 +134,8 @@ class SimulationResult:
     agents: pd.DataFrame
     manifest: dict[str, Any]
     path: Path | None = None
+    cascades: pd.DataFrame | None = None
+    """One row per cascade tree (post, author); None for folders written before it existed."""
     _events: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
@@ -183,9 +188,11 @@ class SimulationResult:
         return axes
 
     def summary(self) -> pd.DataFrame:
-        """The per-post figures a reader looks at first."""
-        cols = ["item_id", "reach", *[r for r in self.reactions if r != "ignore"], "cascade_size", "depth",
-                "max_breadth", "structural_virality"]  # fmt: skip
+        """The per-post figures a reader looks at first. Cascade columns are over the post's trees, one per
+        author: `cascade_size` their nodes (authors + sharers), `depth` and `max_breadth` those of the deepest
+        and widest tree, `structural_virality` the mean distance within a tree, `half_time` steps to half."""
+        cols = ["item_id", "reach", *[r for r in self.reactions if r != "ignore"], "authors", "cascade_size",
+                "depth", "max_breadth", "structural_virality", "half_time"]  # fmt: skip
         return self.items[[c for c in cols if c in self.items.columns]]
 
     # -------------------------------------------------------------------------------------- writing
@@ -196,7 +203,7 @@ class SimulationResult:
         staging = staging_dir(out)
         try:
             pq.write_table(pa.Table.from_pandas(self.events, preserve_index=False), staging / EVENTS, compression="zstd")
-            write_tables(staging, self.steps, self.items, self.agents, self.manifest)
+            write_tables(staging, self.steps, self.items, self.agents, self.manifest, self.cascades)
             publish(staging, out)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -205,9 +212,10 @@ class SimulationResult:
 
 
 def write_tables(folder: Path, steps: pd.DataFrame, items: pd.DataFrame, agents: pd.DataFrame,
-                 manifest: dict[str, Any]) -> None:  # fmt: skip
+                 manifest: dict[str, Any], cascades: pd.DataFrame | None = None) -> None:  # fmt: skip
     """Everything but the event log; the manifest goes last."""
-    for name, frame in ((STEPS, steps), (ITEMS, items), (AGENTS, agents)):
+    tables = ((STEPS, steps), (ITEMS, items), (AGENTS, agents), (CASCADES, cascades))
+    for name, frame in ((name, frame) for name, frame in tables if frame is not None):
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), folder / name, compression="zstd")
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default))
 
@@ -272,4 +280,5 @@ def load_results(path: Path | str, allow_incomplete: bool = False) -> Simulation
         agents=pd.read_parquet(path / AGENTS),
         manifest=manifest,
         path=path,
+        cascades=pd.read_parquet(path / CASCADES) if (path / CASCADES).is_file() else None,
     )
