@@ -59,14 +59,16 @@ def make_jobs(grid: Mapping[str, Sequence[Any]], replications: int, base_seed: i
     return jobs
 
 
-def run_job(scenario: dict[str, Any], base_dir: str, job: Job, runs_dir: str | None = None) -> pd.DataFrame:
-    """Run one job and return its per-post table with the job's parameters (runs in a worker process)."""
+def run_job(scenario: dict[str, Any], base_dir: str, job: Job, runs_dir: str | None = None,
+            rows: str = "items") -> pd.DataFrame:  # fmt: skip
+    """Run one job and return its per-post table (`rows="cascades"`: per cascade tree) with the job's
+    parameters (runs in a worker process)."""
     from lsbm_sim.model import run
 
     spec = Scenario.from_dict(scenario, base_dir=base_dir)
     out = Path(runs_dir) / f"run-{job.run:05d}" if runs_dir else None
     result = run(spec, seed=job.seed, overrides=job.overrides, out=out)
-    table = result.items.drop(columns=["text"])
+    table = result.items.drop(columns=["text"]) if rows == "items" else result.cascades.copy()
     table.insert(0, "run", job.run)
     table.insert(1, "combination", job.combination)
     table.insert(2, "replication", job.replication)
@@ -89,6 +91,7 @@ def sweep(
     keep_runs: bool = False,
     ray_address: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    rows: str = "items",
 ) -> pd.DataFrame:
     """Run every combination of `grid` (dotted scenario paths -> lists of values) `replications` times.
 
@@ -96,7 +99,10 @@ def sweep(
     reach, reactions and cascade metrics. With `out`, the table is written to `out/sweep.parquet` (and with
     `keep_runs`, every run's results folder under `out/runs/`). `executor`: "local" (processes on this
     machine; `workers` of them, default the CPU count) or "ray" (a Ray cluster at `ray_address`, or a local one).
+    `rows="cascades"`: one row per run and cascade tree (post, author) instead of per post.
     """
+    if rows not in ("items", "cascades"):
+        raise LsbmError(f"rows must be 'items' or 'cascades', got {rows!r}")
     spec = scenario if isinstance(scenario, Scenario) else Scenario.from_yaml(scenario)
     grid = dict(grid or {})
     for path in grid:  # check every override path and value before starting anything
@@ -110,9 +116,9 @@ def sweep(
     tables: dict[int, pd.DataFrame] = {}
     try:
         if executor == "local":
-            _run_local(jobs, data, base_dir, runs_dir, workers, tables, progress)
+            _run_local(jobs, data, base_dir, runs_dir, workers, tables, progress, rows)
         elif executor == "ray":
-            _run_ray(jobs, data, base_dir, runs_dir, workers, ray_address, tables, progress)
+            _run_ray(jobs, data, base_dir, runs_dir, workers, ray_address, tables, progress, rows)
         else:
             raise LsbmError(f"executor must be 'local' or 'ray', got {executor!r}")
     except BaseException:
@@ -137,12 +143,12 @@ def _failed(job: Job, exc: BaseException) -> LsbmError:
     return LsbmError(f"sweep run {job.run} (params {job.params}, seed {job.seed}) failed: {exc}")
 
 
-def _run_local(jobs, data, base_dir, runs_dir, workers, tables, progress) -> None:
+def _run_local(jobs, data, base_dir, runs_dir, workers, tables, progress, rows="items") -> None:
     workers = workers or os.cpu_count() or 1
     if workers == 1:
         for job in jobs:
             try:
-                tables[job.run] = run_job(data, base_dir, job, runs_dir)
+                tables[job.run] = run_job(data, base_dir, job, runs_dir, rows)
             except LsbmError as exc:
                 raise _failed(job, exc) from None
             if progress:
@@ -150,7 +156,7 @@ def _run_local(jobs, data, base_dir, runs_dir, workers, tables, progress) -> Non
         return
     # Spawned (not forked) workers: torch and tokenizers are not fork-safe once they have started threads.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_job, data, base_dir, job, runs_dir): job for job in jobs}
+        futures = {pool.submit(run_job, data, base_dir, job, runs_dir, rows): job for job in jobs}
         for future in as_completed(futures):
             job = futures[future]
             try:
@@ -163,7 +169,7 @@ def _run_local(jobs, data, base_dir, runs_dir, workers, tables, progress) -> Non
                 progress(len(tables), len(jobs))
 
 
-def _run_ray(jobs, data, base_dir, runs_dir, workers, address, tables, progress) -> None:
+def _run_ray(jobs, data, base_dir, runs_dir, workers, address, tables, progress, rows="items") -> None:
     try:
         import ray
     except ImportError:
@@ -178,7 +184,7 @@ def _run_ray(jobs, data, base_dir, runs_dir, workers, address, tables, progress)
                 options["_temp_dir"] = os.environ["RAY_TMPDIR"]
         ray.init(**options)
     remote = ray.remote(run_job)
-    pending = {remote.remote(data, base_dir, job, runs_dir): job for job in jobs}
+    pending = {remote.remote(data, base_dir, job, runs_dir, rows): job for job in jobs}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         job = pending.pop(done[0])
