@@ -2,6 +2,8 @@
 
     lsbm-sim run SCENARIO --out DIR [--seed N] [--steps N] [--set PATH=VALUE ...]
     lsbm-sim validate SCENARIO [--set PATH=VALUE ...]
+    lsbm-sim compare RUN_OR_SWEEP --real PATH [--json] [--out DIR]
+    lsbm-sim calibrate SCENARIO --real PATH --param PATH=LOW..HIGH ... [--trials N] [--workers K] [--out DIR]
     lsbm-sim serve / distill / bft ...
 
 Bad input (a scenario, a data file, a server's answer) ends with one line on stderr naming what is wrong and
@@ -185,6 +187,71 @@ def sweep(
         show.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row])
     Console(width=None if sys.stdout.isatty() else 160).print(show)
     console.print(f"sweep table: {out / 'sweep.parquet'}")
+
+
+@app.command()
+def compare(
+    run_or_sweep: Annotated[Path, typer.Argument(help="A results folder, a sweep folder or any cascade file.")],
+    real: Annotated[Path, typer.Option(help="Real cascades: twitter-layout trees, a tree CSV, event sequences, a run.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON (for scripts).")] = False,
+    out: Annotated[Path | None, typer.Option(help="Report folder (default: <RUN_OR_SWEEP>-compare beside it).")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap and of the real-data halvings.")] = 0,
+) -> None:
+    """KS distances between simulated and real cascades, overall and at matched size, with the real floor."""
+    import json
+
+    from lsbm_sim.cascades import compare as compare_cascades
+
+    result = compare_cascades(run_or_sweep, real, bootstrap=bootstrap, seed=seed)
+    if json_:
+        if out is not None:
+            result.report(out)
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    report = result.report(out if out is not None else run_or_sweep.with_name(f"{run_or_sweep.name}-compare"))
+    show = Table(title=f"{run_or_sweep} vs {real}: KS distance (95% bootstrap interval) | real-vs-real floor")
+    for column in ("metric", "overall", "floor", "matched size", "floor ", "n sim", "n real"):
+        show.add_column(column, justify="left" if column == "metric" else "right")
+    fmt = lambda v, lo=None, hi=None: "-" if v != v else f"{v:.3f}" + ("" if lo is None or lo != lo else f" ({lo:.2f}-{hi:.2f})")  # noqa: E731
+    for r in result.table.itertuples(index=False):
+        show.add_row(r.metric, fmt(r.ks_overall, r.ks_overall_low, r.ks_overall_high), fmt(r.floor_overall),
+                     fmt(r.ks_matched, r.ks_matched_low, r.ks_matched_high), fmt(r.floor_matched), str(r.n_sim), str(r.n_real))  # fmt: skip
+    Console(width=None if sys.stdout.isatty() else 160).print(show)
+    console.print(f"report: {report}")
+
+
+@app.command()
+def calibrate(
+    scenario: ScenarioArg,
+    real: Annotated[Path, typer.Option(help="Real cascades to fit (split into fit and check halves).")],
+    param: Annotated[list[str], typer.Option(help="A field and its range: behavior.p=0.01..0.3 (:log; repeatable).")],
+    trials: Annotated[int, typer.Option(help="Finished trials wanted (a rerun resumes the study).")] = 30,
+    replications: Annotated[int, typer.Option(help="Runs per trial (seeds base, base+1, ...: the same in every trial).")] = 2,
+    workers: Annotated[int | None, typer.Option(help="Parallel runs (default: CPU count).")] = None,
+    executor: Annotated[str, typer.Option(help="local (processes) or ray.")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Address of a running Ray cluster.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the study (default: results/<name>-calibration).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sampler and of the fit/check split.")] = 0,
+    set_: SetOption = None,
+) -> None:
+    """Fit scenario fields to real cascades (Optuna TPE; the study resumes from OUT/study.db)."""
+    from lsbm_sim.calibrate import calibrate as run_calibration
+    from lsbm_sim.model import load_scenario
+
+    spec = load_scenario(scenario, _overrides(set_))
+    out = out if out is not None else Path("results") / f"{spec.name}-calibration"
+    with Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=console) as bar:  # fmt: skip
+        task = bar.add_task("", total=trials)
+        result = run_calibration(
+            spec, real, param, trials=trials, replications=replications, out=out, executor=executor, workers=workers,
+            ray_address=ray_address, seed=seed,
+            progress=lambda done, total, value: bar.update(task, completed=done, description=f"last score {value:.3f}"),
+        )  # fmt: skip
+    best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best.items())
+    console.print(f"best: {best} | score {result.fit_score:.3f} on the fit half, {result.check_score:.3f} on the check half")
+    console.print(f"scenario: {result.scenario_path} | report: {result.report_path} | study: {out / 'study.db'}")
 
 
 @app.command("app")
