@@ -1,0 +1,106 @@
+"""Calibration finds a known truth, and an interrupted calibration resumes with no trial lost or repeated."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from lsbm_sim.calibrate import Param, calibrate
+from lsbm_sim.cli import main
+from lsbm_sim.errors import LsbmError
+from lsbm_sim.model import run
+
+ROOT = Path(__file__).resolve().parents[1]
+TRUE_P = 0.12
+
+
+def ic_scenario(folder: Path) -> Path:
+    """800 independent cascades (one per author) on an Erdos-Renyi graph, below the threshold (<k> p = 0.6)."""
+    path = folder / "ic.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "ic_small", "seed": 1, "steps": 15,
+        "population": {"size": 5000, "activity": 1.0},
+        "network": {"kind": "erdos_renyi", "params": {"mean_degree": 5}},
+        "content": [{"id": "seeds", "text": "Independent cascade seeds", "author": {"strategy": "random", "count": 800}}],
+        "feed": {"policy": "all", "size": None},
+        "behavior": {"backend": "independent_cascade", "reactions": ["ignore", "share"], "p": TRUE_P},
+    }))  # fmt: skip
+    return path
+
+
+def trials_of(out: Path) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="calibration", storage=f"sqlite:///{out / 'study.db'}").get_trials()
+
+
+def test_calibrate_recovers_a_known_p_and_resumes_after_stopping(tmp_path: Path):
+    scenario = ic_scenario(tmp_path)
+    run(scenario, seed=99, out=tmp_path / "truth")  # the "real" cascades: another seed than the trials'
+    out = tmp_path / "cal"
+    param = [Param.parse("behavior.p=0.03..0.3:log")]
+    first = calibrate(scenario, tmp_path / "truth", param, trials=6, out=out, workers=1, bootstrap=20)
+    before = [(t.number, t.params, t.value) for t in trials_of(out)]
+    assert len(before) == 6
+    result = calibrate(scenario, tmp_path / "truth", param, trials=14, out=out, workers=1, bootstrap=20)
+    after = trials_of(out)
+    assert [(t.number, t.params, t.value) for t in after[:6]] == before  # kept, not rerun
+    assert len(after) == 14 and all(t.state == optuna.trial.TrialState.COMPLETE for t in after)
+    assert abs(result.best["behavior.p"] - TRUE_P) / TRUE_P < 0.25, result.best
+    assert result.fit_score <= first.fit_score
+    summary = json.loads((out / "calibration.json").read_text())
+    assert summary["real_cascades"] == {"fit": 400, "check": 400} and summary["check_score"] < 0.2
+    # the calibrated scenario is valid where it lies, and says what it was fit to
+    assert main(["validate", str(out / "calibrated.yaml")]) == 0
+    written = yaml.safe_load((out / "calibrated.yaml").read_text())
+    assert written["behavior"]["p"] == result.best["behavior.p"] and "check half" in written["description"]
+    assert (out / "report" / "report.html").is_file()
+    with pytest.raises(LsbmError, match="other settings"):  # a different calibration cannot reuse the study
+        calibrate(scenario, tmp_path / "truth", [Param.parse("behavior.p=0.01..0.5")], trials=1, out=out, workers=1)
+
+
+def test_a_killed_calibration_resumes_with_no_trial_lost_or_repeated(tmp_path: Path):
+    scenario = ic_scenario(tmp_path)
+    run(scenario, seed=99, out=tmp_path / "truth")
+    out = tmp_path / "cal"
+    command = [sys.executable, "-m", "lsbm_sim.cli", "calibrate", str(scenario), "--real", str(tmp_path / "truth"),
+               "--param", "behavior.p=0.03..0.3:log", "--trials", "40", "--workers", "1", "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until some trials finished and one is running
+            time.sleep(0.2)
+            if not (out / "study.db").exists():
+                continue
+            try:
+                with sqlite3.connect(out / "study.db") as db:
+                    states = [s for (s,) in db.execute("SELECT state FROM trials ORDER BY number")]
+            except sqlite3.OperationalError:
+                continue  # the tables are being created
+            if states.count("COMPLETE") >= 2 and states[-1] == "RUNNING":
+                break
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    killed = trials_of(out)
+    finished = [(t.number, t.params, t.value) for t in killed if t.state == optuna.trial.TrialState.COMPLETE]
+    running = [t for t in killed if t.state == optuna.trial.TrialState.RUNNING]
+    assert len(finished) >= 2 and len(running) == 1
+
+    calibrate(scenario, tmp_path / "truth", ["behavior.p=0.03..0.3:log"], trials=len(finished) + 2, out=out,
+              workers=1, bootstrap=0)  # fmt: skip
+    resumed = trials_of(out)
+    complete = [t for t in resumed if t.state == optuna.trial.TrialState.COMPLETE]
+    assert [(t.number, t.params, t.value) for t in complete[: len(finished)]] == finished  # none lost or rerun
+    assert len(complete) == len(finished) + 2
+    retry = [t for t in complete if t.user_attrs.get("retry_of") == running[0].number]
+    assert len(retry) == 1 and retry[0].params == running[0].params  # the killed trial ran again, once
+    assert resumed[running[0].number].state == optuna.trial.TrialState.FAIL
+    assert len({json.dumps(t.params) for t in complete}) == len(complete)  # no finished trial repeated
