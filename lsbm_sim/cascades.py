@@ -356,9 +356,13 @@ class Comparison:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def score(self, metrics=("depth", "structural_virality", "cascade_size")) -> float:
-        """One number to minimise: the mean of matched-size KS for each metric (overall KS for size)."""
+        """One number to minimise: the mean of matched-size KS for each metric (overall KS for size), over
+        the metrics both sides have."""
         rows = self.table.set_index("metric")
-        values = [rows.loc[m, "ks_overall" if m == "cascade_size" else "ks_matched"] for m in metrics]
+        values = [rows.loc[m, "ks_overall" if m == "cascade_size" else "ks_matched"] for m in metrics if m in rows.index]
+        values = [v for v in values if not pd.isna(v)]  # a metric the real data lacks (depth of sequences) is left out
+        if not values:
+            raise LsbmError(f"none of {', '.join(metrics)} can be compared with these cascades")
         return float(np.mean(values))
 
     def to_dict(self) -> dict[str, Any]:

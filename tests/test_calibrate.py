@@ -53,6 +53,10 @@ def test_calibrate_recovers_a_known_p_and_resumes_after_stopping(tmp_path: Path)
     assert [(t.number, t.params, t.value) for t in after[:6]] == before  # kept, not rerun
     assert len(after) == 14 and all(t.state == optuna.trial.TrialState.COMPLETE for t in after)
     assert abs(result.best["behavior.p"] - TRUE_P) / TRUE_P < 0.25, result.best
+    # and the objective saw the difference: every trial far from the truth scored clearly worse than the best
+    far = [t.value for t in after if not 0.6 < t.params["behavior.p"] / TRUE_P < 1.6]
+    best = min(t.value for t in after)
+    assert len(far) >= 3 and min(far) > best + 0.02, (far, best)
     assert result.fit_score <= first.fit_score
     summary = json.loads((out / "calibration.json").read_text())
     assert summary["real_cascades"] == {"fit": 400, "check": 400} and summary["check_score"] < 0.2
