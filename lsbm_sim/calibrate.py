@@ -121,7 +121,8 @@ def simulate(spec: Scenario, values: dict[str, Any], replications: int, executor
     grid = {path: [value] for path, value in values.items()}
     table = sweep(spec, grid, replications=replications, executor=executor, workers=workers,
                   ray_address=ray_address, rows="cascades")  # fmt: skip
-    table.attrs = {"source": "simulated at " + ", ".join(f"{k}={v:.4g}" for k, v in values.items()), "time_unit": "steps"}
+    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+    table.attrs = {"source": f"{spec.name} simulated at {shown or 'its own values'}", "time_unit": "steps"}
     return table
 
 

@@ -134,63 +134,86 @@ def read_tree_file(path: Path | str) -> pd.DataFrame:
     child_time = _numbers(frame, "child_delay_min", path)
     notes: dict[str, Any] = {"lines": len(frame)}
 
-    # Nodes are (uid, tweet id, delay) triples within a cascade; the time is compared as written, so
-    # "1.0" and "1" would be two nodes, as they are two lines in the original files.
+    # Nodes are (uid, tweet id, delay) triples within a cascade; the delay is compared as written, so "1.0"
+    # and "1" would be two nodes, as they are two lines in the original files. Each text column is turned
+    # into integer codes once, and a node into one integer, so the rest is integer work on arrays.
+    n_rows = len(frame)
     cascade = frame["cascade_id"]
-    child = cascade + "\t" + frame["child_uid"] + "\t" + frame["child_tweet_id"] + "\t" + frame["child_delay_min"]
-    parent = cascade + "\t" + frame["parent_uid"] + "\t" + frame["parent_tweet_id"] + "\t" + frame["parent_delay_min"]
-    duplicate = (child + "\n" + parent).duplicated().to_numpy()
-    self_loop = (child == parent).to_numpy() & ~duplicate
+    cascade_code, cascade_names = pd.factorize(cascade)
+    both = lambda a, b: pd.factorize(pd.concat([frame[a], frame[b]], ignore_index=True))[0]  # noqa: E731
+    node = _joint(np.concatenate([cascade_code, cascade_code]), both("parent_uid", "child_uid"),
+                  both("parent_tweet_id", "child_tweet_id"), both("parent_delay_min", "child_delay_min"))  # fmt: skip
+    parent_node, child_node = node[:n_rows], node[n_rows:]
+    duplicate = ~_first_occurrence(_joint(parent_node, child_node))
+    self_loop = (parent_node == child_node) & ~duplicate
     is_root_row = (frame["parent_uid"] == "ROOT").to_numpy()
     notes["duplicate_lines"] = int(duplicate.sum())
     notes["lines_child_earlier_than_parent"] = int((~duplicate & (child_time < parent_time)).sum())
     notes["self_loops"] = int(self_loop.sum())
     keep = ~duplicate & ~self_loop
     # A child's first listed parent is its parent; later ones are dropped (a ROOT row counts as listed).
-    first_listing = ~pd.Series(np.where(keep, child, None)).duplicated().to_numpy() | ~keep
-    notes["extra_parents_dropped"] = int((keep & ~first_listing).sum())
-    keep &= first_listing
+    kept = np.flatnonzero(keep)
+    later = kept[~_first_occurrence(child_node[kept])]
+    notes["extra_parents_dropped"] = len(later)
+    keep[later] = False
 
     root_rows = np.flatnonzero(keep & is_root_row)
-    with_root = set(cascade.iloc[root_rows])
-    missing = ~cascade.isin(with_root).to_numpy()
-    if missing.any():
-        line = int(np.flatnonzero(missing)[0]) + 2
+    has_root = np.zeros(len(cascade_names), dtype=bool)
+    has_root[cascade_code[root_rows]] = True
+    missing = np.flatnonzero(~has_root[cascade_code])
+    if len(missing):
+        line = int(missing[0]) + 2
         raise DataError(f"{path}:{line}: cascade {cascade.iloc[line - 2]} has no ROOT row (its root is unknown)")
-    root_cascades = cascade.iloc[root_rows]
-    extra_roots = root_cascades.duplicated().to_numpy()
-    notes["extra_root_rows_dropped"] = int(extra_roots.sum())
-    keep[root_rows[extra_roots]] = False
+    extra_roots = root_rows[~_first_occurrence(cascade_code[root_rows])]
+    notes["extra_root_rows_dropped"] = len(extra_roots)
+    keep[extra_roots] = False
 
     rows = np.flatnonzero(keep)
-    codes, nodes = pd.factorize(pd.concat([child.iloc[rows], parent.iloc[rows][~is_root_row[rows]]], ignore_index=True))
-    child_code = codes[: len(rows)]
+    from_root = is_root_row[rows]
+    used, index = np.unique(np.concatenate([child_node[rows], parent_node[rows][~from_root]]), return_inverse=True)
+    n = len(used)
+    child_code = index[: len(rows)]
     parent_code = np.full(len(rows), -1, dtype=np.int64)
-    parent_code[~is_root_row[rows]] = codes[len(rows):]
-    n = len(nodes)
+    parent_code[~from_root] = index[len(rows):]
     parent_of = np.full(n, -1, dtype=np.int64)
     parent_of[child_code] = parent_code
     time = np.zeros(n)
-    time[child_code] = child_time[rows]
     non_root = parent_code >= 0
     time[parent_code[non_root]] = parent_time[rows][non_root]  # a node listed only as a parent keeps its time
-    cascade_of = np.empty(n, dtype=object)
-    cascade_of[child_code] = cascade.iloc[rows].to_numpy()
-    cascade_of[parent_code[non_root]] = cascade.iloc[rows][non_root].to_numpy()
+    time[child_code] = child_time[rows]
+    cascade_of = np.zeros(n, dtype=np.int64)
+    cascade_of[parent_code[non_root]] = cascade_code[rows][non_root]
+    cascade_of[child_code] = cascade_code[rows]
     is_true_root = np.zeros(n, dtype=bool)
     is_true_root[child_code[~non_root]] = True
     notes["kept_edges_child_earlier_than_parent"] = int((child_time[rows][non_root] < parent_time[rows][non_root]).sum())
-    root_tweet = frame["child_tweet_id"].iloc[rows][~non_root].to_numpy()
-    notes["root_not_source_tweet"] = int((root_tweet != cascade.iloc[rows][~non_root].to_numpy()).sum())
+    root_tweet = frame["child_tweet_id"].to_numpy()[rows][~non_root]
+    notes["root_not_source_tweet"] = int((root_tweet != cascade.to_numpy()[rows][~non_root]).sum())
 
     # Nodes that reach no ROOT child: in a cycle, or under a parent never listed as a child. Drop them.
     reach = _reaching(parent_of, is_true_root)
     notes["nodes_not_reaching_root_dropped"] = int((~reach).sum())
     parent_of, time, cascade_of = _subset(parent_of, reach), time[reach], cascade_of[reach]
     trees = tree_table(parent_of, time)
-    trees.insert(0, "cascade_id", cascade_of[trees.pop("root").to_numpy()].astype(str))
+    trees.insert(0, "cascade_id", np.asarray(cascade_names)[cascade_of[trees.pop("root").to_numpy()]].astype(str))
     notes["cascades"] = len(trees)
     return _finish(trees, path, "minutes", notes)
+
+
+def _joint(*codes: np.ndarray) -> np.ndarray:
+    """One integer code per distinct combination of several integer code arrays (0..k-1, any order)."""
+    joint = np.asarray(codes[0], dtype=np.int64)
+    for more in codes[1:]:
+        more = np.asarray(more, dtype=np.int64)
+        _, joint = np.unique(joint * (int(more.max(initial=0)) + 1) + more, return_inverse=True)
+    return joint.astype(np.int64)
+
+
+def _first_occurrence(keys: np.ndarray) -> np.ndarray:
+    """True where a key appears for the first time (in array order)."""
+    first = np.zeros(len(keys), dtype=bool)
+    first[np.unique(keys, return_index=True)[1]] = True
+    return first
 
 
 def _reaching(parent: np.ndarray, allowed_root: np.ndarray) -> np.ndarray:

@@ -1,0 +1,117 @@
+"""Real cascades: how fast twitter16 loads, how far the shipped default is from it, and what a calibration costs.
+
+    python benchmarks/bench_cascades.py load                     # twitter16 trees -> per-cascade table, median of 3
+    python benchmarks/bench_cascades.py default [--reps 4]       # KS table: shipped default vs twitter16 check half
+    python benchmarks/bench_cascades.py calibrate [--trials 8]   # wall time of a calibration on 2 workers
+
+`default` runs `scenarios/eco_product_launch.yaml` (the default behavior model on a 5,000-person Barabasi-Albert
+graph) with each of its two posts seeded by 50 random accounts (so each run gives 100 trees), over `--reps`
+seeds, and compares its trees with the held-out (check) half of twitter16 that `lsbm-sim calibrate` would use
+(split_real, seed 0): KS overall and at matched size, bootstrap intervals, and the real-vs-real floor.
+
+`calibrate` times `lsbm_sim.calibrate.calibrate` on a realistic case: the independent cascade model on a
+20,000-person Barabasi-Albert graph (m = 3) with 1,000 seeding accounts (1,000 trees a run), `behavior.p` fitted
+to twitter16's fit half, 2 replications a trial, 2 local worker processes; it prints the time per trial and
+what 30 trials would take.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, print_machine
+
+TWITTER16 = ROOT.parent / "shared" / "data" / "twitter16_cascades"
+
+
+def load(repeats: int) -> None:
+    from lsbm_sim.cascades import load_cascades
+
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        table = load_cascades(TWITTER16)
+        times.append(time.perf_counter() - started)
+    print(f"twitter16: {table.attrs['notes']['lines']:,} lines -> {len(table)} cascades in "
+          f"{statistics.median(times):.2f} s (median of {repeats}; all {', '.join(f'{t:.2f}' for t in times)})")
+    print("notes:", table.attrs["notes"])
+
+
+def default(reps: int) -> None:
+    from lsbm_sim.calibrate import simulate, split_real
+    from lsbm_sim.cascades import compare, load_cascades
+    from lsbm_sim.model import load_scenario
+
+    real = load_cascades(TWITTER16)
+    _, check = split_real(real, seed=0)
+    spec = load_scenario(ROOT / "scenarios" / "eco_product_launch.yaml")
+    seeding = {"content.0.author": {"strategy": "random", "count": 50}, "content.1.author": {"strategy": "random", "count": 50}}
+    started = time.perf_counter()
+    sim = simulate(spec, seeding, reps, "local", 2, None)
+    print(f"simulated {len(sim)} trees in {time.perf_counter() - started:.0f} s "
+          f"(median size {sim['cascade_size'].median():.0f}, depth {sim['depth'].median():.0f}, "
+          f"virality {sim['structural_virality'].median():.2f}; twitter16 check half: size "
+          f"{check['cascade_size'].median():.0f}, depth {check['depth'].median():.0f}, "
+          f"virality {check['structural_virality'].median():.2f})")  # fmt: skip
+    table = compare(sim, check, bootstrap=200, seed=0).table
+    print(table.round(3).to_string(index=False))
+
+
+def calibrate_timing(trials: int, workers: int) -> None:
+    from lsbm_sim.calibrate import calibrate
+    from lsbm_sim.cascades import load_cascades
+    from lsbm_sim.model import load_scenario
+
+    real = load_cascades(TWITTER16)
+    spec = load_scenario(ROOT / "scenarios" / "independent_cascade.yaml", [
+        "population.size=20000", "network.kind=barabasi_albert", "network.params={m: 3}",
+        "content.0.author.count=1000", "steps=30",
+    ])  # fmt: skip
+    times = []
+    last = [time.perf_counter()]
+
+    def tick(done, total, value):
+        now = time.perf_counter()
+        times.append(now - last[0])
+        last[0] = now
+        print(f"  trial {done}/{total}: score {value:.3f}, {times[-1]:.1f} s", flush=True)
+
+    with tempfile.TemporaryDirectory(dir=ROOT / ".cache" if (ROOT / ".cache").is_dir() else None) as folder:
+        started = time.perf_counter()
+        result = calibrate(spec, real, ["behavior.p=0.05..0.6:log"], trials=trials, replications=2, workers=workers,
+                           out=Path(folder) / "cal", progress=tick)  # fmt: skip
+        total = time.perf_counter() - started
+    per_trial = statistics.median(times)
+    print(f"{trials} trials, {workers} workers, 2 replications of 20,000 agents: {total:.0f} s in all "
+          f"(median {per_trial:.1f} s a trial; the rest: loading twitter16, the best point's rerun and reports)")
+    print(f"best behavior.p = {result.best['behavior.p']:.4f}; fit score {result.fit_score:.3f}, check {result.check_score:.3f}")
+    print(f"30 trials at this rate: {(total - sum(times) + 30 * per_trial) / 60:.1f} min")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["load", "default", "calibrate"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=4)
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    if not TWITTER16.is_dir():
+        sys.exit(f"twitter16 not found at {TWITTER16}")
+    print_machine()
+    print("command:", " ".join(["python", *sys.argv]))
+    if args.what == "load":
+        load(args.repeats)
+    elif args.what == "default":
+        default(args.reps)
+    else:
+        calibrate_timing(args.trials, args.workers)
+
+
+if __name__ == "__main__":
+    main()
