@@ -43,6 +43,7 @@ from pydantic import BaseModel
 from lsbm_sim.cascades import compare, load_cascades
 from lsbm_sim.errors import LsbmError
 from lsbm_sim.scenario import Scenario
+from lsbm_sim.sweep import kept_workers
 
 OBJECTIVE = ("depth", "structural_virality", "cascade_size")
 STUDY = "calibration"
@@ -200,19 +201,19 @@ def calibrate(
             trial.set_user_attr("simulated_cascades", len(sim))
             return comparison.score(tuple(objective))
 
-        while (done := _finished(study, TrialState)) < trials:
-            trial = study.ask()
-            try:
-                value = score(trial)
-            except BaseException:
-                study.tell(trial, state=TrialState.FAIL)  # proposed again, once, by the next run
-                raise
-            study.tell(trial, value)
-            if progress:
-                progress(done + 1, trials, value)
-
-        best = study.best_trial
-        sim = simulate(spec, best.params, replications, executor, workers, ray_address)  # the same seeds: same runs
+        with kept_workers(workers if executor == "local" else 1):
+            while (done := _finished(study, TrialState)) < trials:
+                trial = study.ask()
+                try:
+                    value = score(trial)
+                except BaseException:
+                    study.tell(trial, state=TrialState.FAIL)  # proposed again, once, by the next run
+                    raise
+                study.tell(trial, value)
+                if progress:
+                    progress(done + 1, trials, value)
+            best = study.best_trial
+            sim = simulate(spec, best.params, replications, executor, workers, ray_address)  # same seeds: same runs
         fit_comparison = compare(sim, fit, seed=seed, bootstrap=bootstrap)
         check_comparison = compare(sim, check, seed=seed, bootstrap=bootstrap)
         report = check_comparison.report(out / "report")

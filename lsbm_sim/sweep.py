@@ -14,7 +14,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -155,18 +156,41 @@ def _run_local(jobs, data, base_dir, runs_dir, workers, tables, progress, rows="
                 progress(len(tables), len(jobs))
         return
     # Spawned (not forked) workers: torch and tokenizers are not fork-safe once they have started threads.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    kept = _kept_pools.get(workers)
+    with nullcontext(kept) if kept is not None else ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(run_job, data, base_dir, job, runs_dir, rows): job for job in jobs}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                tables[job.run] = future.result()
-            except LsbmError as exc:
-                for other in futures:
-                    other.cancel()
-                raise _failed(job, exc) from None
-            if progress:
-                progress(len(tables), len(jobs))
+        try:
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    tables[job.run] = future.result()
+                except LsbmError as exc:
+                    raise _failed(job, exc) from None
+                if progress:
+                    progress(len(tables), len(jobs))
+        finally:
+            for other in futures:
+                other.cancel()
+
+
+_kept_pools: dict[int, ProcessPoolExecutor] = {}
+
+
+@contextmanager
+def kept_workers(workers: int | None) -> Iterator[None]:
+    """Keep one pool of local worker processes for every sweep inside the block (a calibration's trials), so
+    that each sweep does not pay for starting processes and importing the simulator again."""
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or workers in _kept_pools:
+        yield
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    _kept_pools[workers] = pool
+    try:
+        yield
+    finally:
+        del _kept_pools[workers]
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_ray(jobs, data, base_dir, runs_dir, workers, address, tables, progress, rows="items") -> None:

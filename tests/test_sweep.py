@@ -9,7 +9,7 @@ from conftest import small_scenario
 
 from lsbm_sim import Scenario
 from lsbm_sim.errors import LsbmError
-from lsbm_sim.sweep import make_jobs, summarize, sweep
+from lsbm_sim.sweep import _kept_pools, kept_workers, make_jobs, summarize, sweep
 
 
 def scenario() -> Scenario:
@@ -57,3 +57,17 @@ def test_ray_executor_gives_the_local_table(tmp_path: Path):
         ray.shutdown()
     columns = [c for c in local.columns if c != "seconds"]
     pd.testing.assert_frame_equal(local[columns], distributed[columns])
+
+
+def test_kept_workers_serve_several_sweeps_with_the_same_tables():
+    grid = {"behavior.probabilities.share": [0.05, 0.3]}
+    alone = sweep(scenario(), grid, replications=2, workers=1, rows="cascades")
+    with kept_workers(2):
+        pool = _kept_pools[2]
+        first = sweep(scenario(), grid, replications=2, workers=2, rows="cascades")
+        second = sweep(scenario(), grid, replications=1, workers=2)
+        assert _kept_pools[2] is pool  # the same processes served both sweeps
+    assert 2 not in _kept_pools
+    columns = [c for c in alone.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(alone[columns], first[columns])
+    assert "author" in first.columns and len(second) == 2 * 2  # combinations x posts, one row per post
