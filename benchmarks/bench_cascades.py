@@ -3,6 +3,7 @@
     python benchmarks/bench_cascades.py load                     # twitter16 trees -> per-cascade table, median of 3
     python benchmarks/bench_cascades.py default [--reps 4]       # KS table: shipped default vs twitter16 check half
     python benchmarks/bench_cascades.py calibrate [--trials 8]   # wall time of a calibration on 2 workers
+    python benchmarks/bench_cascades.py calibrate --default-model --trials 4   # the same with the default model
 
 `default` runs `scenarios/eco_product_launch.yaml` (the default behavior model on a 5,000-person Barabasi-Albert
 graph) with each of its two posts seeded by 50 random accounts (so each run gives 100 trees), over `--reps`
@@ -12,7 +13,8 @@ seeds, and compares its trees with the held-out (check) half of twitter16 that `
 `calibrate` times `lsbm_sim.calibrate.calibrate` on a realistic case: the independent cascade model on a
 20,000-person Barabasi-Albert graph (m = 3) with 1,000 seeding accounts (1,000 trees a run), `behavior.p` fitted
 to twitter16's fit half, 2 replications a trial, 2 local worker processes; it prints the time per trial and
-what 30 trials would take.
+what 30 trials would take. With `--default-model` it fits `feed.size` of the `default` world above instead
+(the default head's own coefficients are not scenario fields yet).
 """
 
 from __future__ import annotations
@@ -62,16 +64,22 @@ def default(reps: int) -> None:
     print(table.round(3).to_string(index=False))
 
 
-def calibrate_timing(trials: int, workers: int) -> None:
+def calibrate_timing(trials: int, workers: int, default_model: bool) -> None:
     from lsbm_sim.calibrate import calibrate
     from lsbm_sim.cascades import load_cascades
     from lsbm_sim.model import load_scenario
 
     real = load_cascades(TWITTER16)
-    spec = load_scenario(ROOT / "scenarios" / "independent_cascade.yaml", [
-        "population.size=20000", "network.kind=barabasi_albert", "network.params={m: 3}",
-        "content.0.author.count=1000", "steps=30",
-    ])  # fmt: skip
+    if default_model:  # the default behavior model: eco_product_launch, 2 posts x 50 random authors, fit feed.size
+        spec = load_scenario(ROOT / "scenarios" / "eco_product_launch.yaml", [
+            "content.0.author={strategy: random, count: 50}", "content.1.author={strategy: random, count: 50}"])
+        param, size = "feed.size=2..30", "5,000 agents, default behavior model"
+    else:
+        spec = load_scenario(ROOT / "scenarios" / "independent_cascade.yaml", [
+            "population.size=20000", "network.kind=barabasi_albert", "network.params={m: 3}",
+            "content.0.author.count=1000", "steps=30",
+        ])  # fmt: skip
+        param, size = "behavior.p=0.05..0.6:log", "20,000 agents, independent cascade"
     times = []
     last = [time.perf_counter()]
 
@@ -83,13 +91,13 @@ def calibrate_timing(trials: int, workers: int) -> None:
 
     with tempfile.TemporaryDirectory(dir=ROOT / ".cache" if (ROOT / ".cache").is_dir() else None) as folder:
         started = time.perf_counter()
-        result = calibrate(spec, real, ["behavior.p=0.05..0.6:log"], trials=trials, replications=2, workers=workers,
+        result = calibrate(spec, real, [param], trials=trials, replications=2, workers=workers,
                            out=Path(folder) / "cal", progress=tick)  # fmt: skip
         total = time.perf_counter() - started
     per_trial = statistics.median(times)
-    print(f"{trials} trials, {workers} workers, 2 replications of 20,000 agents: {total:.0f} s in all "
+    print(f"{trials} trials, {workers} workers, 2 replications of {size}: {total:.0f} s in all "
           f"(median {per_trial:.1f} s a trial; the rest: loading twitter16, the best point's rerun and reports)")
-    print(f"best behavior.p = {result.best['behavior.p']:.4f}; fit score {result.fit_score:.3f}, check {result.check_score:.3f}")
+    print(f"best {result.best}; fit score {result.fit_score:.3f}, check {result.check_score:.3f}")
     print(f"30 trials at this rate: {(total - sum(times) + 30 * per_trial) / 60:.1f} min")
 
 
@@ -100,6 +108,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--default-model", action="store_true", help="calibrate: the default behavior model")
     args = parser.parse_args()
     if not TWITTER16.is_dir():
         sys.exit(f"twitter16 not found at {TWITTER16}")
@@ -110,7 +119,7 @@ def main() -> None:
     elif args.what == "default":
         default(args.reps)
     else:
-        calibrate_timing(args.trials, args.workers)
+        calibrate_timing(args.trials, args.workers, args.default_model)
 
 
 if __name__ == "__main__":

@@ -157,8 +157,12 @@ def calibrate(
         raise LsbmError("give at least one --param PATH=LOW..HIGH to calibrate")
     if trials < 1 or replications < 1:
         raise LsbmError("trials and replications must be at least 1")
-    for p in params:  # a path that is not a field fails now, not in the first trial
-        spec.with_overrides([f"{p.path}={json.dumps(int(p.low) if p.integer else p.low)}"])
+    for p in params:  # a path that is not a field, or a value it cannot take, fails now, not in a trial
+        for end in (p.low, p.high):
+            try:
+                spec.with_overrides([f"{p.path}={json.dumps(int(end) if p.integer else end)}"])
+            except LsbmError as exc:
+                raise LsbmError(f"--param {p.path}: {str(exc).removeprefix(f'--set {p.path}: ')}") from None
     real_table = real if isinstance(real, pd.DataFrame) else load_cascades(real)
     if len(real_table) < 4:
         raise LsbmError(f"{real_table.attrs.get('source', 'the real cascades')}: at least 4 cascades are needed")

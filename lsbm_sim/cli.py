@@ -236,16 +236,18 @@ def calibrate(
     set_: SetOption = None,
 ) -> None:
     """Fit scenario fields to real cascades (Optuna TPE; the study resumes from OUT/study.db)."""
+    from lsbm_sim.calibrate import Param
     from lsbm_sim.calibrate import calibrate as run_calibration
     from lsbm_sim.model import load_scenario
 
     spec = load_scenario(scenario, _overrides(set_))
+    params = [Param.parse(p) for p in param]  # a malformed range fails before the progress bar
     out = out if out is not None else Path("results") / f"{spec.name}-calibration"
     with Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=console) as bar:  # fmt: skip
         task = bar.add_task("", total=trials)
         result = run_calibration(
-            spec, real, param, trials=trials, replications=replications, out=out, executor=executor, workers=workers,
+            spec, real, params, trials=trials, replications=replications, out=out, executor=executor, workers=workers,
             ray_address=ray_address, seed=seed,
             progress=lambda done, total, value: bar.update(task, completed=done, description=f"last score {value:.3f}"),
         )  # fmt: skip
