@@ -411,7 +411,8 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head><b
 <p>Two-sample Kolmogorov-Smirnov distances (0 = the same distribution, 1 = no overlap). <i>matched</i>: within
 log2 size bins, weighted by the real cascades in each bin (Juul &amp; Ugander 2021); <i>floor</i>: the distance
 between two random halves of the real data (median over splits), the least a simulation can expect; intervals
-are bootstrap 95% intervals.</p>
+are bootstrap 95% percentile intervals (a resampled KS distance is biased upward, so for near-identical samples
+the interval lies above the estimate).</p>
 {shown.to_html(index=False, escape=True)}
 <h2>Distributions (CCDF)</h2><img src="ccdf.png" width="100%">
 <h2>At matched size</h2><img src="matched.png" width="100%">
@@ -424,7 +425,9 @@ def compare(sim: pd.DataFrame | Path | str, real: pd.DataFrame | Path | str, met
             bootstrap: int = 200, floor_splits: int = 20, min_per_bin: int = 5, seed: int = 0) -> Comparison:  # fmt: skip
     """KS distances between simulated and real cascades for each metric, overall and at matched size, with
     bootstrap intervals (`bootstrap` resamples; 0 for none) and the real-vs-real floor (`floor_splits`
-    random halvings; 0 for none). Tables, or paths `load_cascades` reads. `half_time` is compared after
+    random halvings; 0 for none). The intervals are bootstrap percentiles, and a resampled KS distance is
+biased upward, so for near-identical samples the interval lies above the estimate (it reads "within
+sampling noise of this"); the floor says the same more directly. Tables, or paths `load_cascades` reads. `half_time` is compared after
     dividing each side by its median, since a simulated step has no fixed length in minutes.
 
     >>> rng = np.random.default_rng(0)

@@ -97,7 +97,7 @@ def print_summary(result) -> None:
     # Labels that say what they count (a post has one cascade tree per author; see lsbm_sim.metrics).
     short = {"item_id": "post", "cascade_size": "nodes", "max_breadth": "breadth", "structural_virality": "virality",
              "half_time": "half-time"}  # fmt: skip
-    table.caption = ("nodes: authors + sharers over the post's trees (one per author); depth, breadth: its deepest "
+    table.caption = ("nodes: authors + sharers over the post's cascade trees (one per author); depth, breadth: its deepest "
                      "and widest tree; virality: mean distance within a tree (Goel et al. 2016); half-time: steps "
                      "to half the nodes")  # fmt: skip
     for column in summary.columns:
@@ -213,10 +213,15 @@ def compare(
     show = Table(title=f"{run_or_sweep} vs {real}: KS distance (95% bootstrap interval) | real-vs-real floor")
     for column in ("metric", "overall", "floor", "matched size", "floor ", "n sim", "n real"):
         show.add_column(column, justify="left" if column == "metric" else "right")
-    fmt = lambda v, lo=None, hi=None: "-" if v != v else f"{v:.3f}" + ("" if lo is None or lo != lo else f" ({lo:.2f}-{hi:.2f})")  # noqa: E731
+    def fmt(value: float, low: float = float("nan"), high: float = float("nan")) -> str:
+        if value != value:  # NaN: not comparable (a metric one side lacks; matched size for size itself)
+            return "-"
+        return f"{value:.3f}" + (f" ({low:.2f}-{high:.2f})" if low == low else "")
+
     for r in result.table.itertuples(index=False):
         show.add_row(r.metric, fmt(r.ks_overall, r.ks_overall_low, r.ks_overall_high), fmt(r.floor_overall),
-                     fmt(r.ks_matched, r.ks_matched_low, r.ks_matched_high), fmt(r.floor_matched), str(r.n_sim), str(r.n_real))  # fmt: skip
+                     fmt(r.ks_matched, r.ks_matched_low, r.ks_matched_high), fmt(r.floor_matched),
+                     str(r.n_sim), str(r.n_real))  # fmt: skip
     Console(width=None if sys.stdout.isatty() else 160).print(show)
     console.print(f"report: {report}")
 

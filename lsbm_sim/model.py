@@ -451,9 +451,12 @@ class SocialModel(mesa.Model):
         key = item * self.num_agents + agent
         order = np.argsort(key, kind="stable")
         has_parent = parent >= 0
-        where = np.searchsorted(key[order], (item * self.num_agents + parent)[has_parent])
+        parent_key = (item * self.num_agents + parent)[has_parent]
+        where = np.minimum(np.searchsorted(key[order], parent_key), len(order) - 1)
+        if not np.array_equal(key[order][where], parent_key):  # the engine attaches shares only to sharers
+            raise RuntimeError("a share's parent is not in the post's cascade")
         parent_node = np.full(len(item), -1, dtype=np.int64)
-        parent_node[has_parent] = order[np.minimum(where, len(order) - 1)]
+        parent_node[has_parent] = order[where]
         return item, agent, parent_node, step
 
     def cascades_table(self) -> pd.DataFrame:
