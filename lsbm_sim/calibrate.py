@@ -248,7 +248,8 @@ def _finished(study, TrialState) -> int:
 
 def _retry_unfinished(study, TrialState) -> None:
     """A trial left running by a process that died, or failed by an interruption, is proposed again with
-    the same values (once: a retry records which trial it retries, and a retried trial is not retried again)."""
+    the same values (once: a retry records which trial it retries, and a retried trial is not retried again).
+    One killed before it drew its values had not started anything: the sampler proposes afresh."""
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
     for t in trials:

@@ -85,10 +85,13 @@ def test_a_killed_calibration_resumes_with_no_trial_lost_or_repeated(tmp_path: P
                 continue
             try:
                 with sqlite3.connect(out / "study.db") as db:
-                    states = [s for (s,) in db.execute("SELECT state FROM trials ORDER BY number")]
+                    rows = db.execute("SELECT t.state, (SELECT COUNT(*) FROM trial_params p WHERE p.trial_id = "
+                                      "t.trial_id) FROM trials t ORDER BY t.number").fetchall()  # fmt: skip
             except sqlite3.OperationalError:
                 continue  # the tables are being created
-            if states.count("COMPLETE") >= 2 and states[-1] == "RUNNING":
+            states = [state for state, _ in rows]
+            # killed mid-trial: it has drawn its value (a trial killed before that had not started)
+            if states.count("COMPLETE") >= 2 and rows[-1] == ("RUNNING", 1):
                 break
         process.send_signal(signal.SIGKILL)
     finally:
@@ -96,7 +99,7 @@ def test_a_killed_calibration_resumes_with_no_trial_lost_or_repeated(tmp_path: P
     killed = trials_of(out)
     finished = [(t.number, t.params, t.value) for t in killed if t.state == optuna.trial.TrialState.COMPLETE]
     running = [t for t in killed if t.state == optuna.trial.TrialState.RUNNING]
-    assert len(finished) >= 2 and len(running) == 1
+    assert len(finished) >= 2 and len(running) == 1 and running[0].params
 
     calibrate(scenario, tmp_path / "truth", ["behavior.p=0.03..0.3:log"], trials=len(finished) + 2, out=out,
               workers=1, bootstrap=0)  # fmt: skip
