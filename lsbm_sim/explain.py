@@ -579,37 +579,10 @@ def optimize(
     runs.insert(0, "variant", [every[c].label for c in runs["combination"]])
     runs["engagement"] = runs[reactions].sum(axis=1)
     runs = runs.sort_values(["combination", "replication"]).reset_index(drop=True)
-    by_variant = {v.label: runs[runs.variant == v.label].set_index("replication") for v in every}
 
-    rows = []
-    for m in metrics:
-        base = by_variant["original"][m].to_numpy()
-        for v in every:
-            values = by_variant[v.label][m].to_numpy()
-            mean, low, high = mean_interval(values)
-            diff = paired_difference(values, base) if v.label != "original" else (0.0, 0.0, 0.0, math.nan)
-            rows.append({"variant": v.label, "text": v.text, "metric": m, "mean": mean, "ci_low": low, "ci_high": high,
-                         "diff": diff[0], "diff_low": diff[1], "diff_high": diff[2], "p_value": diff[3]})  # fmt: skip
-    summary = pd.DataFrame(rows)
-    summary["p_holm"] = math.nan
-    for m in metrics:
-        others = (summary.metric == m) & (summary.variant != "original")
-        summary.loc[others, "p_holm"] = holm(summary.loc[others, "p_value"].to_numpy())
-    summary["significant"] = summary["p_holm"] < alpha
-
-    decision = summary[(summary.metric == metric) & (summary.variant != "original")]
-    better = decision[decision.significant & (decision["diff"] > 0)]
-    if len(better):
-        best = better.loc[better["diff"].idxmax()]
-        winner = str(best.variant)
-        verdict = (f"{winner} wins: {metric} {best['diff']:+.3g} per run over the original "
-                   f"(95% CI {best.diff_low:+.3g} to {best.diff_high:+.3g}, Holm-adjusted p = {best.p_holm:.3g})")  # fmt: skip
-    elif decision.significant.all() and (decision["diff"] < 0).all():
-        winner = "original"
-        verdict = f"the original wins: every variant has significantly less {metric} (Holm-adjusted p < {alpha})"
-    else:
-        winner = None
-        verdict = f"no winner: no variant's {metric} differs significantly from the original's (Holm-adjusted p >= {alpha})"
+    summary = compare(runs, [v.label for v in every], metrics, alpha)
+    summary.insert(1, "text", summary["variant"].map({v.label: v.text for v in every}))
+    winner, verdict = decide(summary, metric, alpha)
     result = Optimization(
         scenario=spec.name, post=post, variants=every, metric=metric, alpha=alpha, replications=replications,
         summary=summary, runs=runs, winner=winner, verdict=verdict,
@@ -617,6 +590,52 @@ def optimize(
     if out is not None:
         result.save(out)
     return result
+
+
+def compare(runs: pd.DataFrame, labels: Sequence[str], metrics: Sequence[str], alpha: float = 0.05) -> pd.DataFrame:
+    """Each variant's mean of each metric with its 95% interval, and its paired difference from `labels[0]` (the
+    original) over replications: interval, paired t-test p-value and Holm-adjusted p-value over the variants.
+
+    `runs` has one row per variant and replication: columns `variant`, `replication` and the metrics.
+    """
+    by_variant = {label: runs[runs.variant == label].set_index("replication").sort_index() for label in labels}
+    original = labels[0]
+    rows = []
+    for m in metrics:
+        base = by_variant[original][m]
+        for label in labels:
+            values = by_variant[label][m]
+            if not values.index.equals(base.index):
+                raise LsbmError(f"variant {label!r} lacks replications {sorted(set(base.index) - set(values.index))}")
+            mean, low, high = mean_interval(values.to_numpy())
+            diff = (0.0, 0.0, 0.0, math.nan) if label == original else paired_difference(values.to_numpy(), base.to_numpy())
+            rows.append({"variant": label, "metric": m, "mean": mean, "ci_low": low, "ci_high": high,
+                         "diff": diff[0], "diff_low": diff[1], "diff_high": diff[2], "p_value": diff[3]})  # fmt: skip
+    summary = pd.DataFrame(rows)
+    summary["p_holm"] = math.nan
+    for m in metrics:
+        others = (summary.metric == m) & (summary.variant != original)
+        summary.loc[others, "p_holm"] = holm(summary.loc[others, "p_value"].to_numpy())
+    summary["significant"] = summary["p_holm"] < alpha
+    return summary
+
+
+def decide(summary: pd.DataFrame, metric: str, alpha: float = 0.05) -> tuple[str | None, str]:
+    """The winner by `metric` and a sentence saying why: the variant with the largest mean difference among
+    those significantly better than the original (Holm-adjusted); the original when every variant is
+    significantly worse; else None."""
+    rows = summary[summary.metric == metric]
+    decision = rows[rows.variant != rows.variant.iloc[0]]
+    better = decision[decision.significant & (decision["diff"] > 0)]
+    if len(better):
+        best = better.loc[better["diff"].idxmax()]
+        return str(best.variant), (
+            f"{best.variant} wins: {metric} {best['diff']:+.3g} per run over the original "
+            f"(95% CI {best.diff_low:+.3g} to {best.diff_high:+.3g}, Holm-adjusted p = {best.p_holm:.3g})"
+        )
+    if decision.significant.all() and (decision["diff"] < 0).all():
+        return "original", f"the original wins: every variant has significantly less {metric} (Holm-adjusted p < {alpha})"
+    return None, f"no winner: no variant's {metric} is significantly above the original's (Holm-adjusted p >= {alpha})"
 
 
 def render_optimization(result: Optimization, console: Any) -> None:
