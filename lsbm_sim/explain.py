@@ -354,16 +354,12 @@ def read_variants(path: Path | str) -> list[Variant]:
     if suffix == ".txt":
         rows = [(None, line.strip(), f"line {n}") for n, line in enumerate(raw.splitlines(), 1) if line.strip()]
     elif suffix == ".jsonl":
-        for n, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {n} is not JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or "text" not in record:
-                raise DataError(f"{path}: line {n} has no 'text' field")
-            rows.append((record.get("id"), record["text"], f"line {n}"))
+        from lsbm_sim.bft.instructions import read_jsonl
+
+        for n, record in enumerate(read_jsonl(path), 1):
+            if "text" not in record:
+                raise DataError(f"{path}: record {n} has no 'text' field")
+            rows.append((record.get("id"), record["text"], f"record {n}"))
     elif suffix == ".csv":
         import io
 

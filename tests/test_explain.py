@@ -228,8 +228,9 @@ def test_optimize_command_writes_the_table_and_plot(tmp_path, capsys):
     [
         ("missing.txt", None, "a", "file not found"),
         ("v.csv", "headline\nHello\n", "a", "needs a 'text' column"),
-        ("v.jsonl", '{"text": "ok"}\n{"text": \n', "a", "line 2 is not JSON"),
+        ("v.jsonl", '{"text": "ok"}\n{"text": \n', "a", "line 2 is not valid JSON"),
         ("v.csv", "text\nHello\n\"\"\n", "a", "line 3: the variant's text is empty"),
+        ("v.jsonl", '{"text": "ok"}\n\n{"id": "x"}\n', "a", "record 2 has no 'text' field"),
         ("v.txt", "\n\n", "a", "no variants"),
         ("v.xlsx", "text\n", "a", "not '.xlsx'"),
         ("v.txt", "Hello\n", "nope", "--post 'nope': no post with that id"),
