@@ -2,6 +2,8 @@
 
     lsbm-sim run SCENARIO --out DIR [--seed N] [--steps N] [--set PATH=VALUE ...]
     lsbm-sim validate SCENARIO [--set PATH=VALUE ...]
+    lsbm-sim explain "TEXT" [--persona ...] [--scenario ...] [--json] [--edit OLD=>NEW]
+    lsbm-sim optimize SCENARIO --post ID --variants FILE [--replications 20] [--out DIR]
     lsbm-sim serve / distill / bft ...
 
 Bad input (a scenario, a data file, a server's answer) ends with one line on stderr naming what is wrong and
