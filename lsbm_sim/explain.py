@@ -220,8 +220,8 @@ def explain(
     """Which words raise or lower each reaction's predicted probability for `text` (leave-one-word-out).
 
     The model is `behavior` if given, else the `scenario`'s behavior model, else the embedded default. The
-    persona is `persona` if given, else the scenario's typical one (`typical_persona`); the context defaults to a
-    first exposure through one friend's share. `edits` ("old=>new" or (old, new)) are counterfactual rewrites
+    persona is `persona` if given, else the scenario's typical one (`typical_persona`), whose disposition is
+    used unless `disposition` is given; the context defaults to a first exposure through one friend's share. `edits` ("old=>new" or (old, new)) are counterfactual rewrites
     whose effect is reported too. Every text is asked in one batch through the broker: one model call.
     """
     from lsbm_sim.behavior import Broker, make_behavior_model
@@ -255,7 +255,9 @@ def explain(
             from lsbm_sim.behavior.surrogate import SurrogateModel
 
             behavior = SurrogateModel()
-    broker = Broker(behavior)
+    # The scenario's persistent answer cache, if it names one: explaining a text twice then costs no model call.
+    cache = spec.resolve(spec.behavior.cache) if spec is not None and owned and spec.behavior.cache else None
+    broker = Broker(behavior, cache_path=cache)
     try:
         batch = QueryBatch.from_queries([BehaviorQuery(persona, t, context, disposition) for t in texts])
         probs = broker.decide(batch).astype(np.float64)
