@@ -8,6 +8,7 @@
 from lsbm_sim.agents import UserAgent
 from lsbm_sim.behavior import BehaviorModel, BehaviorQuery, QueryBatch, SocialContext
 from lsbm_sim.errors import DataError, LsbmError, ScenarioError
+from lsbm_sim.explain import explain, optimize
 from lsbm_sim.model import SocialModel, run
 from lsbm_sim.results import SimulationResult, load_results
 from lsbm_sim.scenario import Scenario
@@ -26,6 +27,8 @@ __all__ = [
     "SocialContext",
     "SocialModel",
     "UserAgent",
+    "explain",
     "load_results",
+    "optimize",
     "run",
 ]

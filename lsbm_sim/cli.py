@@ -4,6 +4,8 @@
     lsbm-sim validate SCENARIO [--set PATH=VALUE ...]
     lsbm-sim compare RUN_OR_SWEEP --real PATH [--json] [--out DIR]
     lsbm-sim calibrate SCENARIO --real PATH --param PATH=LOW..HIGH ... [--trials N] [--workers K] [--out DIR]
+    lsbm-sim explain "TEXT" [--persona ...] [--scenario ...] [--json] [--edit OLD=>NEW]
+    lsbm-sim optimize SCENARIO --post ID --variants FILE [--replications 20] [--out DIR]
     lsbm-sim serve / distill / bft ...
 
 Bad input (a scenario, a data file, a server's answer) ends with one line on stderr naming what is wrong and
@@ -259,6 +261,59 @@ def calibrate(
     best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best.items())
     console.print(f"best: {best} | score {result.fit_score:.3f} on the fit half, {result.check_score:.3f} on the check half")
     console.print(f"scenario: {result.scenario_path} | report: {result.report_path} | study: {out / 'study.db'}")
+
+
+@app.command()
+def explain(
+    text: Annotated[str, typer.Argument(help="The post text to explain.")],
+    persona: Annotated[str | None, typer.Option(help="Persona text (default: the scenario's typical person).")] = None,
+    scenario: Annotated[Path | None, typer.Option(help="Use this scenario's behavior model and typical persona.")] = None,
+    edit: Annotated[list[str] | None, typer.Option(help="A counterfactual edit OLD=>NEW (repeatable).")] = None,
+    outcome: Annotated[str | None, typer.Option(help="Colour the words by their effect on this (default: engaged).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the explanation as JSON.")] = False,
+) -> None:
+    """Which words raise or lower each reaction's probability (leave-one-word-out, one batched model call)."""
+    import json
+
+    from lsbm_sim.explain import explain as explain_text
+    from lsbm_sim.explain import render_explanation
+
+    result = explain_text(text, persona=persona, scenario=scenario, edits=edit or ())
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        render_explanation(result, Console(width=None if sys.stdout.isatty() else 160), outcome)
+
+
+@app.command()
+def optimize(
+    scenario: ScenarioArg,
+    post: Annotated[str, typer.Option(help="Id of the post whose text is varied.")],
+    variants: Annotated[Path, typer.Option(help="Variants: .txt (one per line), .csv or .jsonl (a 'text' field).")],
+    replications: Annotated[int, typer.Option(help="Runs per variant (seeds base, base+1, ... for every variant).")] = 20,
+    metric: Annotated[str, typer.Option(help="Figure that names the winner.")] = "engagement",
+    seed: Annotated[int | None, typer.Option(help="Base seed (default: the scenario's).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel runs (default: CPU count).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the table and plot (default: results/<name>-optimize).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Simulate every variant of a post with common random numbers; name a winner only if significantly better."""
+    from lsbm_sim.explain import find_post, read_variants, render_optimization
+    from lsbm_sim.explain import optimize as optimize_post
+    from lsbm_sim.model import load_scenario
+
+    spec = load_scenario(scenario, _overrides(set_))
+    find_post(spec, post)  # a wrong id or a bad file fails before any run
+    texts = read_variants(variants)
+    out = out if out is not None else Path("results") / f"{spec.name}-optimize"
+    with Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("runs", total=None)
+        result = optimize_post(
+            spec, post, texts, replications=replications, metric=metric, seed=seed, workers=workers, out=out,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
+    render_optimization(result, Console(width=None if sys.stdout.isatty() else 160))
+    console.print(f"table and plot: {out}")
 
 
 @app.command("app")
