@@ -658,7 +658,8 @@ def build_world(scenario: Scenario, stream: Callable[[str], np.random.Generator]
         population = align_population(population, network, persona_path)
         return population, network
     population = build_population(pop_spec, None, stream("population"), persona_path)
-    network = generate_network(net_spec, population.size, stream("network"), population.traits)
+    degree_file = scenario.resolve(net_spec.path) if net_spec.path is not None else None
+    network = generate_network(net_spec, population.size, stream("network"), population.traits, degree_file)
     return population, network
 
 

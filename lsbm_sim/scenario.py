@@ -116,7 +116,7 @@ class PopulationSpec(Strict):
 # -------------------------------------------------------------------------------------------------- network
 
 NetworkKind = Literal[
-    "barabasi_albert", "watts_strogatz", "erdos_renyi", "stochastic_block", "edgelist", "graphml", "gexf"
+    "barabasi_albert", "watts_strogatz", "erdos_renyi", "stochastic_block", "follower", "edgelist", "graphml", "gexf"
 ]
 FILE_KINDS = ("edgelist", "graphml", "gexf")
 
@@ -125,7 +125,9 @@ class NetworkSpec(Strict):
     """The follow graph. Edge u -> v means v follows u; an undirected graph means mutual following.
 
     Generators take their own arguments in `params` (barabasi_albert: m; watts_strogatz: k, p; erdos_renyi: p or
-    mean_degree; stochastic_block: by (a persona trait), p_in, p_out). File kinds read `path`.
+    mean_degree; stochastic_block: by (a persona trait), p_in, p_out; follower: exponent, mean_degree,
+    following_exponent). File kinds read `path`; `follower` may read follower counts to resample from `path`.
+    A follower graph is always directed.
     """
 
     kind: NetworkKind = "barabasi_albert"
@@ -138,8 +140,13 @@ class NetworkSpec(Strict):
     def _path_for_files(self):
         if self.kind in FILE_KINDS and self.path is None:
             raise ValueError(f"network.kind {self.kind!r} needs network.path")
-        if self.kind not in FILE_KINDS and self.path is not None:
-            raise ValueError(f"network.path is only read for {', '.join(FILE_KINDS)}, not {self.kind!r}")
+        if self.kind not in (*FILE_KINDS, "follower") and self.path is not None:
+            raise ValueError(f"network.path is only read for {', '.join(FILE_KINDS)} and follower, not {self.kind!r}")
+        if self.kind == "follower":
+            if "directed" in self.model_fields_set and not self.directed:
+                raise ValueError("network.directed: a follower graph is directed (edge u -> v: v follows u)")
+            if not self.directed:
+                self.directed = True
         return self
 
 

@@ -136,3 +136,117 @@ def test_graphml_and_gexf_load_with_labels(tmp_path: Path):
 def test_real_facebook_graph_loads(shared_data: Path):
     net = read_edgelist(shared_data / "snap_ego_facebook" / "facebook_combined.txt", directed=False)
     assert net.n == 4039 and net.num_edges == 2 * 88234
+
+
+# ------------------------------------------------------------------------------------------- follower graph
+
+
+def tail_exponent(degrees: np.ndarray, k_min: int) -> float:
+    """The discrete power-law exponent fitted by maximum likelihood above k_min (Clauset, Shalizi & Newman
+    2009, eq. 3.7: the continuous approximation with k_min - 1/2)."""
+    tail = degrees[degrees >= k_min].astype(float)
+    return 1.0 + len(tail) / np.log(tail / (k_min - 0.5)).sum()
+
+
+@pytest.mark.parametrize("exponent", [2.1, 2.5])
+def test_follower_graph_has_the_power_law_and_mean_degree_asked_for(exponent: float):
+    spec = NetworkSpec(kind="follower", params={"exponent": exponent, "mean_degree": 8})
+    net = generate_network(spec, 50_000, np.random.default_rng(3), None)
+    assert net.directed and net.kind == "follower" and net.num_edges == 8 * 50_000
+    assert (net.source != net.target).all() and len(np.unique(net.source.astype(np.int64) * net.n + net.target)) == net.num_edges
+    assert abs(tail_exponent(net.out_degree, 30) - exponent) < 0.12
+    # Following counts are not heavy-tailed by default (Poisson around the mean); with their own exponent they are.
+    assert net.in_degree.max() < 40
+    spec = NetworkSpec(kind="follower", params={"exponent": exponent, "mean_degree": 8, "following_exponent": 2.6})
+    net = generate_network(spec, 50_000, np.random.default_rng(3), None)
+    assert net.num_edges == 8 * 50_000 and net.in_degree.max() > 200
+    # Thinner than asked (documented): a pair of hubs can be linked only once.
+    assert 2.6 <= tail_exponent(net.in_degree, 30) < 2.6 + 0.35
+
+
+def test_follower_graph_resamples_degrees_from_a_file(tmp_path: Path):
+    counts = tmp_path / "followers.csv"
+    counts.write_text("followers,following\n" + "".join(f"{k},5\n" for k in [0, 1, 2, 3, 500] * 20))
+    spec = NetworkSpec(kind="follower", params={"mean_degree": 5}, path=counts)
+    net = generate_network(spec, 5_000, np.random.default_rng(4), None, counts)
+    assert net.num_edges == 25_000
+    # One account in five has the weight of a 500-follower account: scaled to mean 5, those have about 25
+    # followers each and hold about 500/506 of all follows.
+    big = net.out_degree > 10
+    assert 0.17 < big.mean() < 0.23 and net.out_degree[big].sum() / net.num_edges > 0.95
+    (tmp_path / "bad.csv").write_text("followers\n3\n-2\n")
+    with pytest.raises(DataError, match=r"bad.csv row 3: followers '-2' is not a count >= 0"):
+        generate_network(spec, 100, np.random.default_rng(4), None, tmp_path / "bad.csv")
+
+
+def test_follower_graph_bad_settings_are_named():
+    with pytest.raises(ScenarioError, match=r"network.params.exponent: a power law needs an exponent above 1"):
+        generate_network(NetworkSpec(kind="follower", params={"exponent": 0.5}), 100, np.random.default_rng(0), None)
+    with pytest.raises(ScenarioError, match=r"network.params.mean_degree: 80.0 follow edges per person do not fit"):
+        generate_network(NetworkSpec(kind="follower", params={"mean_degree": 80}), 100, np.random.default_rng(0), None)
+    with pytest.raises(ScenarioError, match=r"network.params: unknown for follower: \['m'\]"):
+        generate_network(NetworkSpec(kind="follower", params={"m": 2}), 100, np.random.default_rng(0), None)
+    with pytest.raises(Exception, match=r"a follower graph is directed"):
+        NetworkSpec(kind="follower", directed=False)
+
+
+# --------------------------------------------------------------------------------------- edge lists, fast path
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "# made by hand\nsource,target,weight\nann,bob,1\nbob,cy,2\n% a comment in the middle\ncy,ann,3\n",
+        "ann\tbob\r\nbob\tcy\r\ncy\tann\r\n",
+        "ann bob\nbob cy\n\ncy ann\n",
+        "ann, bob\n bob ,cy\ncy,ann\n",  # spaces around the delimiter are not part of the labels
+        "ann,bob\nbob,cy,0.5,extra\ncy,ann\n",  # a ragged line: read by the line reader, same graph
+    ],
+)
+def test_edge_list_layouts_give_one_graph(tmp_path: Path, text: str):
+    path = tmp_path / "edges.txt"
+    path.write_text(text)
+    net = read_edgelist(path, directed=True)
+    assert net.node_labels == ["ann", "bob", "cy"] and edge_set(net) == {(0, 1), (1, 2), (2, 0)}
+
+
+def test_fast_and_line_readers_agree_on_a_large_file(tmp_path: Path):
+    from lsbm_sim.network import _parse_lines, _parse_fast, _layout
+
+    rng = np.random.default_rng(8)
+    u, v = rng.integers(0, 3000, 20_000), rng.integers(0, 3000, 20_000) * 7 + 5  # sparse, large ids
+    path = tmp_path / "big.tsv"
+    path.write_text("".join(f"{a}\t{b}\n" for a, b in zip(u.tolist(), v.tolist())))
+    data = path.read_bytes()
+    fast = _parse_fast(data, _layout(data, None))
+    assert fast is not None  # the fast path took this file
+    assert (fast[0].to_pylist(), fast[1].to_pylist()) == _parse_lines(path, None)
+    net = read_edgelist(path, directed=True)
+    labels = sorted(set(u.tolist()) | set(v.tolist()))
+    assert net.node_labels == labels
+    expected = {(labels.index(a), labels.index(b)) for a, b in zip(u.tolist(), v.tolist()) if a != b}
+    assert edge_set(net) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1,2\nNaN,inf\n", r"line 2: node label 'NaN' is a missing or infinite number"),
+        ("a,b\nb,-Infinity\n", r"line 2: node label '-Infinity' is a missing or infinite number"),
+        ("# c\n1,2\n\n2,3\n7\n", r"line 5: expected 'source,target', got '7'"),
+        ("1 2\n2   \n", r"line 2: expected 'source target', got '2'"),
+        ("a,b\n,c\n", r"line 2: expected 'source,target', got ',c'"),
+    ],
+)
+def test_bad_edge_lists_name_the_line(tmp_path: Path, text: str, message: str):
+    path = tmp_path / "edges.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        read_edgelist(path, directed=True)
+
+
+def test_edge_list_that_is_not_utf8_is_named(tmp_path: Path):
+    path = tmp_path / "edges.csv"
+    path.write_bytes(b"a,b\nb,\xff\xfe\n")
+    with pytest.raises(DataError, match=r"edges.csv: not a UTF-8 text edge list \(byte"):
+        read_edgelist(path, directed=True)
