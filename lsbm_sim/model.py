@@ -42,7 +42,7 @@ from lsbm_sim.behavior.base import (
     as_batch,
     bin_value,
 )
-from lsbm_sim.content import Post, make_post
+from lsbm_sim.content import Post, expand_content, make_post
 from lsbm_sim.feed import PROMOTED, Exposures, Inbox
 from lsbm_sim.metrics import cascade_metrics, half_times, tree_table
 from lsbm_sim.network import Network, generate_network, load_network
@@ -62,7 +62,9 @@ from lsbm_sim.scenario import FILE_KINDS, PostSpec, Scenario
 EXPOSED, ENGAGED, SHARED = 1, 2, 4
 """Bits of `SocialModel.status[item, agent]`: was shown it; liked, shared or commented; shared."""
 
-STREAMS = ("population", "network", "authors", "activity", "feed", "sampling", "interventions", "thresholds")
+# New streams go at the end: a SeedSequence's i-th child does not depend on how many are spawned, so the
+# streams listed before keep their numbers.
+STREAMS = ("population", "network", "authors", "activity", "feed", "sampling", "interventions", "thresholds", "content")
 
 
 class SocialModel(mesa.Model):
@@ -101,7 +103,7 @@ class SocialModel(mesa.Model):
 
         # Posts: everything the scenario will post, so that item numbers are fixed from the start.
         self._schedule: list[tuple[int, PostSpec, str]] = [
-            (p.step, p, f"content[{k}]") for k, p in enumerate(scenario.content)
+            (p.step, p, field) for p, field in expand_content(scenario, self.stream("content"))
         ] + [
             (iv.step, iv.post, f"interventions[{k}].post")
             for k, iv in enumerate(scenario.interventions)
@@ -825,7 +827,7 @@ def check_scenario(scenario: Scenario | str | Path, overrides: Sequence[str] = (
     seeds = dict(zip(STREAMS, np.random.SeedSequence(scenario.seed).spawn(len(STREAMS))))
     population, network = build_world(scenario, lambda name: np.random.default_rng(seeds[name]))
     authors = np.random.default_rng(seeds["authors"])
-    schedule = [(p, f"content[{k}]") for k, p in enumerate(scenario.content)] + [
+    schedule = expand_content(scenario, np.random.default_rng(seeds["content"])) + [
         (iv.post, f"interventions[{k}].post") for k, iv in enumerate(scenario.interventions) if iv.kind == "inject"
     ]
     for k, (spec, field) in enumerate(schedule):

@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lsbm_sim.behavior.base import DEFAULT_REACTIONS
 from lsbm_sim.errors import ScenarioError
@@ -153,15 +163,24 @@ class NetworkSpec(Strict):
 # -------------------------------------------------------------------------------------------------- content
 
 
-class AuthorSpec(Strict):
-    """Who posts it. `random`: random accounts; `influencer`: the accounts with most followers; `node`: the given
-    node label; `community`: random accounts whose persona trait `trait` has the value `value`."""
+AuthorStrategy = Literal["random", "influencer", "node", "community", "followers", "quantile"]
 
-    strategy: Literal["random", "influencer", "node", "community"] = "random"
+
+class AuthorSpec(Strict):
+    """Who posts it. `random`: random accounts; `influencer`: the `count` accounts with most followers, or with
+    `top: K` `count` accounts drawn at random among the K with most followers (so that many posts get different
+    famous authors); `node`: the given node label; `community`: random accounts whose persona trait `trait` has
+    the value `value`; `followers`: accounts drawn with probability proportional to their follower count;
+    `quantile`: random accounts whose follower count ranks between the `quantiles` [low, high] of all accounts
+    (ranked by followers, ties by agent number): [0.99, 1] is the top 1%, [0, 0.5] the less-followed half."""
+
+    strategy: AuthorStrategy = "random"
     count: PositiveInt = 1
     node: int | str | None = None
     trait: str | None = None
     value: str | None = None
+    top: PositiveInt | None = None
+    quantiles: tuple[Probability, Probability] | None = None
 
     @model_validator(mode="after")
     def _needs(self):
@@ -169,17 +188,31 @@ class AuthorSpec(Strict):
             raise ValueError("author.strategy 'node' needs author.node")
         if self.strategy == "community" and (self.trait is None or self.value is None):
             raise ValueError("author.strategy 'community' needs author.trait and author.value")
+        if self.top is not None:
+            if self.strategy != "influencer":
+                raise ValueError(f"author.top is read only by strategy 'influencer', not {self.strategy!r}")
+            if self.top < self.count:
+                raise ValueError(f"author.top ({self.top}) must be at least author.count ({self.count})")
+        if self.strategy == "quantile":
+            if self.quantiles is None:
+                raise ValueError("author.strategy 'quantile' needs author.quantiles: [low, high], e.g. [0.9, 1.0]")
+            if self.quantiles[0] >= self.quantiles[1]:
+                raise ValueError(f"author.quantiles: low must be below high, got {list(self.quantiles)}")
+        elif self.quantiles is not None:
+            raise ValueError(f"author.quantiles is read only by strategy 'quantile', not {self.strategy!r}")
         return self
 
 
 class PostSpec(Strict):
-    """A post: its text, topic, who posts it and at which step it appears."""
+    """A post: its text, topic, who posts it and at which step it appears. `p`: its own share probability under
+    the independent_cascade backend (default: behavior.p)."""
 
     id: Annotated[str, Field(min_length=1)]
     text: Annotated[str, Field(min_length=1)]
     topic: str | None = None
     author: AuthorSpec = Field(default_factory=AuthorSpec)
     step: NonNegativeInt = 0
+    p: Probability | None = None
 
     @field_validator("text")
     @classmethod
@@ -187,6 +220,57 @@ class PostSpec(Strict):
         if not v.strip():
             raise ValueError("text is blank")
         return v
+
+
+class PostBatchSpec(Strict):
+    """`posts` posts at once. Post i (0, 1, ...) gets the id `id` with {i} replaced by i, and the text `text`
+    (with {i} replaced), or `texts[i]`, or line i of the UTF-8 file `text_file` (blank lines skipped); a list or
+    file shorter than `posts` is used again from its start. Each post draws its own authors by `author`, and under
+    the independent_cascade backend its own share probability `p`: a number, or a distribution
+    ({distribution: beta, a, b} or {distribution: uniform, low, high}) from which each post draws one."""
+
+    posts: PositiveInt
+    id: str = "post-{i}"
+    text: str | None = None
+    texts: list[Annotated[str, Field(min_length=1)]] | None = None
+    text_file: Path | None = None
+    topic: str | None = None
+    author: AuthorSpec = Field(default_factory=AuthorSpec)
+    step: NonNegativeInt = 0
+    p: Activity | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _numbered(cls, v: str) -> str:
+        if "{i}" not in v:
+            raise ValueError("must contain {i} (the post's number), e.g. 'news-{i}'")
+        return v
+
+    @model_validator(mode="after")
+    def _one_text_source(self):
+        given = [name for name in ("text", "texts", "text_file") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of text (a template with {{i}}), texts (a list) or text_file; got {given or 'none'}")
+        if self.text is not None and not self.text.strip():
+            raise ValueError("text is blank")
+        if self.texts is not None and not self.texts:
+            raise ValueError("texts is empty")
+        return self
+
+    def ids(self) -> list[str]:
+        return [self.id.replace("{i}", str(i)) for i in range(self.posts)]
+
+
+def _content_kind(entry: Any) -> str:
+    """A content entry with a `posts` count makes many posts; any other is one hand-written post."""
+    if isinstance(entry, dict):
+        return "batch" if "posts" in entry else "post"
+    return "batch" if isinstance(entry, PostBatchSpec) else "post"
+
+
+ContentEntry = Annotated[
+    Union[Annotated[PostSpec, Tag("post")], Annotated[PostBatchSpec, Tag("batch")]], Discriminator(_content_kind)
+]
 
 
 # ----------------------------------------------------------------------------------------------------- feed
@@ -327,7 +411,7 @@ class Scenario(Strict):
     steps: PositiveInt = 24
     population: PopulationSpec = Field(default_factory=PopulationSpec)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
-    content: Annotated[list[PostSpec], Field(min_length=1)]
+    content: Annotated[list[ContentEntry], Field(min_length=1)]
     feed: FeedSpec = Field(default_factory=FeedSpec)
     behavior: BehaviorSpec = Field(default_factory=BehaviorSpec)
     interventions: list[Intervention] = Field(default_factory=list)
@@ -336,18 +420,19 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
-        ids = [p.id for p in self.content] + [i.post.id for i in self.interventions if i.kind == "inject"]
-        seen: set[str] = set()
-        for pid in ids:
-            if pid in seen:
+        posted_at: dict[str, int] = {}
+        for pid, step in [(pid, entry.step) for entry in self.content for pid in _entry_ids(entry)] + [
+            (i.post.id, i.step) for i in self.interventions if i.kind == "inject"
+        ]:
+            if pid in posted_at:
                 raise ValueError(f"post id {pid!r} is used twice")
-            seen.add(pid)
+            posted_at[pid] = step
+        seen = set(posted_at)
         for k, post in enumerate(self.content):
             if post.step >= self.steps:
                 raise ValueError(f"content[{k}].step: {post.step} is not before the last step (steps = {self.steps})")
-        posted_at = {p.id: p.step for p in self.content} | {
-            i.post.id: i.step for i in self.interventions if i.kind == "inject"
-        }
+            if post.p is not None and self.behavior.backend != "independent_cascade":
+                raise ValueError(f"content[{k}].p: read only by the independent_cascade backend, not {self.behavior.backend!r}")
         for k, iv in enumerate(self.interventions):
             if iv.step >= self.steps:
                 raise ValueError(f"interventions[{k}].step: {iv.step} is not before the last step (steps = {self.steps})")
@@ -402,6 +487,10 @@ class Scenario(Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
+def _entry_ids(entry: PostSpec | PostBatchSpec) -> list[str]:
+    return entry.ids() if isinstance(entry, PostBatchSpec) else [entry.id]
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ScenarioError(f"{path}: scenario file not found")
@@ -446,7 +535,9 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
 
 
 def _names_union_member(part: str) -> bool:
-    return "[" in part or part in {"inject", "remove", "label", "promote", "beta", "uniform", "float", "constrained-float"}
+    return "[" in part or part in {
+        "inject", "remove", "label", "promote", "beta", "uniform", "float", "constrained-float", "post", "batch"
+    }
 
 
 def _is_type_mismatch(err: dict[str, Any]) -> bool:
@@ -532,7 +623,10 @@ def _list_item_schema(schema: Any, item: Any) -> Any:
     inner = schema[1]
     if get_origin(inner) is Annotated:
         inner = get_args(inner)[0]
-    members = [a for a in get_args(inner) if isinstance(a, type) and issubclass(a, BaseModel)]
+    members = [get_args(a)[0] if get_origin(a) is Annotated else a for a in get_args(inner)]
+    members = [a for a in members if isinstance(a, type) and issubclass(a, BaseModel)]
+    if PostBatchSpec in members and isinstance(item, dict):
+        return PostBatchSpec if _content_kind(item) == "batch" else PostSpec
     if len(members) > 1 and isinstance(item, dict):
         # A tagged union (interventions): the member is the one whose `kind` matches the item's.
         for member in members:

@@ -57,17 +57,40 @@ class ConstantModel(BehaviorModelBase):
 
 
 class IndependentCascadeModel(ConstantModel):
-    """Each exposure is shared with probability p, else ignored."""
+    """Each exposure is shared with probability p, else ignored. Inside a simulation a post with its own `p`
+    (scenario `content[k].p`) is shared with that probability instead: spread heterogeneity across posts."""
+
+    # The answer depends on the post once posts may have their own p; with one p for all, every row of a post
+    # gets the same answer anyway, so keying on the post costs a little de-duplication and changes no number.
+    depends_on: tuple[str, ...] = ("item_id",)
 
     def __init__(self, p: float, reactions: Sequence[str] = DEFAULT_REACTIONS):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must lie in [0, 1], got {p}")
         self.p = p
+        self.item_p: np.ndarray | None = None
         super().__init__({"share": p}, reactions)
 
     @classmethod
     def from_spec(cls, spec: Any, resolve: Callable[[str], Path]) -> IndependentCascadeModel:
         return cls(spec.p, reactions=spec.reactions)
+
+    def bind(self, simulation: Any) -> None:
+        own = [(index, post.p) for index, post in simulation.posts.items() if getattr(post, "p", None) is not None]
+        if own:
+            self.item_p = np.full(len(simulation.posts), self.p)
+            for index, p in own:
+                self.item_p[index] = p
+
+    def predict_proba(self, queries: QueryBatch | Sequence[BehaviorQuery]) -> np.ndarray:
+        if self.item_p is None:
+            return super().predict_proba(queries)
+        batch = as_batch(queries)
+        share = self.item_p[batch.item_id]
+        probs = np.zeros((len(batch), len(self.reactions)))
+        probs[:, self.reactions.index("share")] = share
+        probs[:, self.reactions.index("ignore")] = 1.0 - share
+        return probs
 
 
 class LinearThresholdModel(BehaviorModelBase):
