@@ -1,7 +1,8 @@
 """The scenario: who, on what network, sees which content, when, under which feed, with which behavior model.
 
 A scenario is a YAML file validated by the pydantic models below. Unknown keys are errors, every error names the
-field by its dotted path, and relative file paths resolve against the folder of the scenario file.
+field by its dotted path, and relative file paths resolve against the folder of the scenario file (those given as
+`--set` overrides against the working directory).
 
 >>> s = Scenario.from_yaml("scenarios/eco_product_launch.yaml", overrides=["feed.size=5"])  # doctest: +SKIP
 >>> s.feed.size  # doctest: +SKIP
@@ -549,6 +550,8 @@ def _is_type_mismatch(err: dict[str, Any]) -> bool:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> None:
     """Apply "dotted.path=value" overrides in place. Values are read as YAML ("5" -> 5, "null" -> None).
+    A relative file path (network.path, population.path, behavior.head, ...) resolves against the working
+    directory, as on any command line; paths written in the scenario file resolve against its folder.
 
     The path must name a field of the schema (or an entry of a free-form mapping such as network.params, or an
     index of a list such as content.0.text); anything else is a ScenarioError naming the path.
@@ -592,6 +595,8 @@ def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
                 raise ScenarioError(
                     f"--set {dotted}: {where!r} is not a scenario field (known here: {', '.join(fields)})"
                 )
+            if last and _holds_path(fields[part].annotation):
+                value = _from_working_directory(value)
             schema = _field_model(fields[part].annotation)
         if last:
             node[part] = value
@@ -600,6 +605,19 @@ def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
         if child is None:
             child = node[part] = {}
         node = child
+
+
+def _holds_path(annotation: Any) -> bool:
+    """A file path field (Path, or Path | None)."""
+    return annotation is Path or any(_holds_path(arg) for arg in get_args(annotation))
+
+
+def _from_working_directory(value: Any) -> Any:
+    """A relative path typed on the command line means a file seen from where the command runs, not from the
+    scenario's folder: make it absolute here, before the scenario resolves the paths its file names."""
+    if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+        return str(Path.cwd() / value)
+    return value
 
 
 def _field_model(annotation: Any) -> Any:

@@ -96,3 +96,27 @@ def test_a_post_cannot_be_promoted_before_it_is_posted():
     data = small_scenario(interventions=[{"kind": "promote", "step": 1, "item": "b", "k": 5}])
     with pytest.raises(ScenarioError, match=r"interventions\[0\].step: 'b' is promoted at step 1, before it is posted \(step 2\)"):
         Scenario.from_dict(data)
+
+
+def test_set_paths_resolve_against_the_working_directory_and_file_paths_against_the_file(tmp_path, monkeypatch):
+    from lsbm_sim.model import check_scenario
+
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    (folder / "edges.txt").write_text("a b\nb c\n")  # beside the scenario file
+    (tmp_path / "edges.txt").write_text("a b\nb c\nc d\n")  # in the working directory
+    scenario_file = folder / "s.yaml"
+    scenario_file.write_text(
+        "network: {kind: edgelist, path: edges.txt}\ncontent: [{id: a, text: hello}]\n"
+        "behavior: {backend: constant, probabilities: {share: 0.1}}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    from_file = Scenario.from_yaml(scenario_file)
+    assert from_file.resolve(from_file.network.path) == folder / "edges.txt"
+    assert check_scenario(from_file)["agents"] == 3
+    overridden = Scenario.from_yaml(scenario_file, overrides=["network.path=edges.txt"])
+    assert overridden.resolve(overridden.network.path) == tmp_path / "edges.txt"
+    assert check_scenario(overridden)["agents"] == 4
+    assert check_scenario(from_file, overrides=["network.path=edges.txt"])["agents"] == 4  # with_overrides too
+    absolute = Scenario.from_yaml(scenario_file, overrides=[f"network.path={folder / 'edges.txt'}"])
+    assert absolute.resolve(absolute.network.path) == folder / "edges.txt"
