@@ -12,11 +12,16 @@ Timed, per run:
     NDlib setup    networkx graph from the edge list, a Configuration with every edge's threshold, set_initial_status
     NDlib run      iterations until no node is infected
 
+With `--edgelist` both start from the same graph written as a text edge list ("u v" per line): the engine's
+setup then reads it (`network.kind: edgelist`) instead of generating it, and NDlib's setup reads it with
+`nx.read_edgelist(path, nodetype=int)`, as a user of each would; "ratio with setup" is then end to end.
+
 Each run is a fresh process (clean memory figures; NDlib runs can be stopped at a time limit).
 
     python benchmarks/bench_ndlib.py                                   # n = 100,000 and 1,000,000
     python benchmarks/bench_ndlib.py --sizes 20000 --repeats 3         # a quick look
     python benchmarks/bench_ndlib.py --sizes 1000000 --ndlib-repeats 1 --ndlib-timeout 3600
+    python benchmarks/bench_ndlib.py --edgelist --sizes 100000 --repeats 5 --ndlib-repeats 5   # from a file
 """
 
 from __future__ import annotations
@@ -33,17 +38,20 @@ from common import fmt_seconds, in_child, median, peak_rss_gb, print_machine
 HERE = Path(__file__).resolve()
 
 
-def ic_scenario(n: int, m: int, p: float, seed_fraction: float, steps: int, seed: int):
+def ic_scenario(n: int, m: int, p: float, seed_fraction: float, steps: int, seed: int, edgelist: str | None = None):
     from lsbm_sim import Scenario
 
     seeds = max(1, round(seed_fraction * n))
+    network = {"kind": "barabasi_albert", "params": {"m": m}}
+    if edgelist:
+        network = {"kind": "edgelist", "path": edgelist}
     return Scenario.from_dict(
         {
             "name": f"ic_ba_{n}",
             "seed": seed,
             "steps": steps,
             "population": {"size": n, "activity": 1.0},
-            "network": {"kind": "barabasi_albert", "params": {"m": m}},
+            "network": network,
             "content": [{"id": "seed", "text": "x", "author": {"strategy": "random", "count": seeds}}],
             "feed": {"policy": "all", "size": None},
             "behavior": {"backend": "independent_cascade", "reactions": ["ignore", "share"], "p": p},
@@ -61,7 +69,7 @@ def engine_worker(args: argparse.Namespace) -> dict:
     from lsbm_sim.model import SHARED
 
     started = time.perf_counter()
-    model = SocialModel(ic_scenario(args.n, args.m, args.p, args.seed_fraction, args.steps, args.seed))
+    model = SocialModel(ic_scenario(args.n, args.m, args.p, args.seed_fraction, args.steps, args.seed, args.edgelist))
     setup = time.perf_counter() - started
     # Step until the cascade is over (no share left unseen in any feed), as NDlib iterates until no node is
     # infected. The engine shows a person one share of a post per step, so a person whom many followed
@@ -96,9 +104,12 @@ def ndlib_worker(args: argparse.Namespace) -> dict:
 
     data = np.load(args.graph)
     started = time.perf_counter()
-    graph = nx.Graph()
-    graph.add_nodes_from(range(args.n))
-    graph.add_edges_from(zip(data["u"].tolist(), data["v"].tolist()))
+    if args.edgelist:
+        graph = nx.read_edgelist(args.edgelist, nodetype=int)
+    else:
+        graph = nx.Graph()
+        graph.add_nodes_from(range(args.n))
+        graph.add_edges_from(zip(data["u"].tolist(), data["v"].tolist()))
     model = ep.IndependentCascadesModel(graph, seed=args.seed)
     config = mc.Configuration()
     config.add_model_initial_configuration("Infected", data["seeds"].tolist())
@@ -123,6 +134,14 @@ def ndlib_worker(args: argparse.Namespace) -> dict:
 def measure(size: int, args: argparse.Namespace, folder: Path) -> dict:
     common = ["--n", str(size), "--m", str(args.m), "--p", str(args.p), "--seed-fraction", str(args.seed_fraction)]
     graph = folder / f"ba_{size}.npz"
+    if args.edgelist:
+        # One graph for every run of both sides, written as a text edge list: networkx's BA algorithm.
+        from lsbm_sim.network import barabasi_albert_edges
+
+        edges = folder / f"ba_{size}.txt"
+        u, v = barabasi_albert_edges(size, args.m, seed=12345)
+        edges.write_text("".join(f"{a} {b}\n" for a, b in zip(u.tolist(), v.tolist())))
+        common += ["--edgelist", str(edges)]
     engine = []
     for r in range(args.repeats):
         extra = ["--save-graph", str(graph)] if r == 0 else []
@@ -166,6 +185,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="engine runs per size (medians reported)")
     parser.add_argument("--ndlib-repeats", type=int, default=3, help="NDlib runs per size (at most)")
     parser.add_argument("--ndlib-timeout", type=float, default=1800, help="seconds before an NDlib run is stopped")
+    parser.add_argument("--edgelist", nargs="?", const="generate", default=None,
+                        help="both sides read the graph from a text edge list (setup includes reading it)")  # fmt: skip
     # worker mode (the driver runs itself in child processes)
     parser.add_argument("--worker", choices=["engine", "ndlib"])
     parser.add_argument("--n", type=int)
@@ -181,7 +202,8 @@ def main() -> None:
 
     print_machine()
     print(f"# {' '.join(['python benchmarks/bench_ndlib.py', *sys.argv[1:]])}")
-    print(f"# independent cascade on Barabasi-Albert(n, m={args.m}), p={args.p}, {args.seed_fraction:.0%} seeds")
+    source = ", read from a text edge list by both" if args.edgelist else ""
+    print(f"# independent cascade on Barabasi-Albert(n, m={args.m}){source}, p={args.p}, {args.seed_fraction:.0%} seeds")
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for size in args.sizes:

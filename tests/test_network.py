@@ -219,8 +219,14 @@ def test_fast_and_line_readers_agree_on_a_large_file(tmp_path: Path):
     path.write_text("".join(f"{a}\t{b}\n" for a, b in zip(u.tolist(), v.tolist())))
     data = path.read_bytes()
     fast = _parse_fast(data, _layout(data, None))
-    assert fast is not None  # the fast path took this file
-    assert (fast[0].to_pylist(), fast[1].to_pylist()) == _parse_lines(path, None)
+    assert fast is not None and fast[0].type == "int64"  # the fast path took this file, as integers
+    assert ([str(x) for x in fast[0].to_pylist()], [str(x) for x in fast[1].to_pylist()]) == _parse_lines(path, None)
+    named = tmp_path / "named.csv"  # the same graph with string labels: the fast path's string branch
+    named.write_text("".join(f"n{a}, n{b}\n" for a, b in zip(u.tolist(), v.tolist())))
+    data = named.read_bytes()
+    fast = _parse_fast(data, _layout(data, None))
+    assert fast is not None and fast[0].type == "string"
+    assert (fast[0].to_pylist(), fast[1].to_pylist()) == _parse_lines(named, None)
     net = read_edgelist(path, directed=True)
     labels = sorted(set(u.tolist()) | set(v.tolist()))
     assert net.node_labels == labels
@@ -250,3 +256,11 @@ def test_edge_list_that_is_not_utf8_is_named(tmp_path: Path):
     path.write_bytes(b"a,b\nb,\xff\xfe\n")
     with pytest.raises(DataError, match=r"edges.csv: not a UTF-8 text edge list \(byte"):
         read_edgelist(path, directed=True)
+
+
+def test_large_and_negative_integer_labels_sort_numerically(tmp_path: Path):
+    path = tmp_path / "edges.txt"
+    path.write_text("900000000000 -3\n-3 12\n12 900000000000\n-3 900000000000\n")
+    net = read_edgelist(path, directed=True)
+    assert net.node_labels == [-3, 12, 900000000000]
+    assert edge_set(net) == {(2, 0), (0, 1), (1, 2), (0, 2)}
