@@ -151,3 +151,17 @@ def test_per_post_share_probability_drives_each_cascade():
         post = model.posts[i]
         rows = events[events["item_id"] == post.id]
         assert rows.empty or np.allclose(rows["p_share"], post.p)
+
+
+def test_the_readme_follower_world_runs_as_written(tmp_path: Path):
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in readme.split("```yaml\n")[1:] if b.startswith("name: follower_world"))
+    scenario = Scenario.from_dict(yaml.safe_load(block.split("```")[0]))
+    model = SocialModel(scenario, overrides=["population.size=3000", "steps=15"])
+    model.run()
+    items = model.result().items
+    assert len(items) == 500 and model.network.kind == "follower"
+    # Heterogeneous posts: most spread little, a few far.
+    assert (items["share"] == 0).mean() > 0.3 and items["share"].max() > 5 * max(items["share"].median(), 1)
