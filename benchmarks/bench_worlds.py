@@ -8,7 +8,8 @@ CSR arrays the engine uses. Edge lists: a follower graph with the given number o
 list (tab-separated integer ids, and the same with string labels "u<id>"), read by `read_edgelist` (pyarrow's C
 reader) and, up to `--line-reader-max` edges, by the line-by-line Python reader it falls back on (the reader
 every file went through before). Each measurement is a fresh process (its own peak memory); medians of
-`--repeats`.
+`--repeats`. CPU s is the process's user + system time (all its threads): on a machine shared with other jobs
+it moves far less than the wall-clock time.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ def follower_worker(args: argparse.Namespace) -> dict:
     from lsbm_sim.scenario import NetworkSpec
 
     spec = NetworkSpec(kind="follower", params={"exponent": 2.3, "mean_degree": 10})
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     net = generate_network(spec, args.n, np.random.default_rng(args.seed), None)
-    seconds = time.perf_counter() - started
-    return {"seconds": seconds, "edges": net.num_edges, "max_followers": int(net.out_degree.max()),
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"seconds": seconds, "cpu_seconds": cpu, "edges": net.num_edges, "max_followers": int(net.out_degree.max()),
             "peak_rss_gb": peak_rss_gb()}  # fmt: skip
 
 
@@ -66,10 +67,10 @@ def read_worker(args: argparse.Namespace) -> dict:
 
     if args.line_reader:
         network._parse_fast = lambda data, layout: None  # force the line-by-line reader
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     net = network.read_edgelist(Path(args.path), directed=True)
-    seconds = time.perf_counter() - started
-    return {"seconds": seconds, "nodes": net.n, "edges": net.num_edges, "peak_rss_gb": peak_rss_gb()}
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"seconds": seconds, "cpu_seconds": cpu, "nodes": net.n, "edges": net.num_edges, "peak_rss_gb": peak_rss_gb()}
 
 
 def main() -> None:
@@ -94,15 +95,15 @@ def main() -> None:
 
     print_machine()
     print(f"# {' '.join(['python benchmarks/bench_worlds.py', *sys.argv[1:]])}")
-    print("\n| follower graph nodes | edges | build s (median) | largest follower count | peak GB |")
-    print("|---|---|---|---|---|")
+    print("\n| follower graph nodes | edges | build s (median) | CPU s | largest follower count | peak GB |")
+    print("|---|---|---|---|---|---|")
     for n in args.nodes:
         runs = [in_child(HERE, ["--worker", "follower", "--n", str(n), "--seed", str(r)], None) for r in range(args.repeats)]
         print(f"| {n:,} | {runs[0]['edges']:,} | {fmt_seconds(median([r['seconds'] for r in runs]))} | "
-              f"{runs[0]['max_followers']:,} | {max(r['peak_rss_gb'] for r in runs):.2f} |", flush=True)  # fmt: skip
+              f"{fmt_seconds(median([r['cpu_seconds'] for r in runs]))} | {runs[0]['max_followers']:,} | {max(r['peak_rss_gb'] for r in runs):.2f} |", flush=True)  # fmt: skip
 
-    print("\n| edge list | file MB | nodes | pyarrow reader s (median) | peak GB | line reader s | peak GB |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| edge list | file MB | nodes | pyarrow reader s (median) | CPU s | peak GB | line reader s | CPU s | peak GB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for edges in args.edges:
             stem = str(Path(folder) / f"edges_{edges}")
@@ -110,13 +111,16 @@ def main() -> None:
             for suffix, kind in ((".tsv", "integer ids"), (".named.tsv", "string labels")):
                 path = stem + suffix
                 fast = [in_child(HERE, ["--worker", "read", "--path", path], None) for _ in range(args.repeats)]
-                slow_cells = "- | -"
+                slow_cells = "- | - | -"
                 if edges <= args.line_reader_max:
                     slow = [in_child(HERE, ["--worker", "read", "--path", path, "--line-reader"], None)
                             for _ in range(args.repeats)]  # fmt: skip
-                    slow_cells = f"{fmt_seconds(median([r['seconds'] for r in slow]))} | {max(r['peak_rss_gb'] for r in slow):.2f}"
+                    slow_cells = (f"{fmt_seconds(median([r['seconds'] for r in slow]))} | "
+                                  f"{fmt_seconds(median([r['cpu_seconds'] for r in slow]))} | "
+                                  f"{max(r['peak_rss_gb'] for r in slow):.2f}")  # fmt: skip
                 print(f"| {written['edges']:,} edges, {kind} | {Path(path).stat().st_size / 2**20:,.0f} | "
                       f"{fast[0]['nodes']:,} | {fmt_seconds(median([r['seconds'] for r in fast]))} | "
+                      f"{fmt_seconds(median([r['cpu_seconds'] for r in fast]))} | "
                       f"{max(r['peak_rss_gb'] for r in fast):.2f} | {slow_cells} |", flush=True)  # fmt: skip
 
 

@@ -531,8 +531,7 @@ def _layout(data: bytes, delimiter: str | None) -> _Layout | None:
             return None  # the line reader names the line
         if _looks_like_header(fields):
             offset = end
-        later = data[offset:]
-        comments = b"\n#" in later or b"\n%" in later or later[:1] in (b"#", b"%")
+        comments = data.find(b"\n#", offset) >= 0 or data.find(b"\n%", offset) >= 0 or data[offset : offset + 1] in (b"#", b"%")
         return _Layout(offset, delimiter, len(fields), comments)
     return None
 
@@ -561,7 +560,10 @@ def _parse_fast(data: bytes, layout: _Layout) -> tuple[pa.ChunkedArray, pa.Chunk
                     delimiter=layout.delimiter, invalid_row_handler=lambda row: bad_rows.append(row) or "skip"
                 ),
                 convert_options=pa_csv.ConvertOptions(
-                    include_columns=names[:2], column_types={name: label_type for name in names[:2]}
+                    include_columns=names[:2],
+                    column_types={name: label_type for name in names[:2]},
+                    strings_can_be_null=True,
+                    null_values=[""],  # an empty field is the only missing label (not "NA", "null", ...)
                 ),
             )
         except pa.ArrowInvalid:  # a label that is not an integer (then try strings); not UTF-8; a bad quote
@@ -569,13 +571,19 @@ def _parse_fast(data: bytes, layout: _Layout) -> tuple[pa.ChunkedArray, pa.Chunk
         if bad_rows or table.num_rows == 0:
             return None
         sources, targets = table.column(names[0]), table.column(names[1])
-        if label_type == pa.string():
+        if label_type == pa.string() and _has_blanks(data, layout):
+            # Spaces around a delimiter are not part of a label (the line reader strips them too).
             sources, targets = pc.utf8_trim_whitespace(sources), pc.utf8_trim_whitespace(targets)
-            sources, targets = (pc.if_else(pc.equal(pc.utf8_length(c), 0), None, c) for c in (sources, targets))
+            sources, targets = (pc.if_else(pc.equal(c, ""), None, c) for c in (sources, targets))
         if sources.null_count or targets.null_count:
             return None  # an empty field (a run of spaces, a trailing delimiter)
         return sources, targets
     return None
+
+
+def _has_blanks(data: bytes, layout: _Layout) -> bool:
+    """Whether a label may carry spaces or tabs around it (a search in C; trimming 20M labels is not free)."""
+    return data.find(b" ", layout.offset) >= 0 or (layout.delimiter != "\t" and data.find(b"\t", layout.offset) >= 0)
 
 
 def _parse_lines(path: Path, delimiter: str | None) -> tuple[list[str], list[str]]:
@@ -627,19 +635,24 @@ def _index_labels(sources: pa.Array | pa.ChunkedArray, targets: pa.Array | pa.Ch
     if pa.types.is_integer(both.type):  # the fast reader found integers
         labels, index = _dense(both.to_numpy())
         return labels.tolist(), index[:m], index[m:]
-    if pc.all(pc.match_substring_regex(both, INTEGER)).as_py() and _fits_int64(both):
-        numbers = pc.cast(both, pa.int64()).to_numpy()
-        labels, index = _dense(numbers)
+    # One hashing pass gives each row the number of its distinct label; the checks below look at each distinct
+    # label once, and sorting the distinct labels renumbers the rows.
+    encoded = pc.dictionary_encode(both).combine_chunks()
+    unique, codes = encoded.dictionary, encoded.indices.to_numpy().astype(np.int64)
+    if pc.all(pc.match_substring_regex(unique, INTEGER)).as_py() and _fits_int64(unique):
+        labels, index = _dense(pc.cast(unique, pa.int64()).to_numpy()[codes])
         return labels.tolist(), index[:m], index[m:]
-    unique = pc.unique(both)
-    if any(label.lower() in NOT_A_LABEL for label in pc.utf8_lower(unique).to_pylist()):
+    if pc.any(pc.is_in(pc.utf8_lower(unique), value_set=pa.array(sorted(NOT_A_LABEL)))).as_py():
         return None, np.zeros(0), np.zeros(0)
-    ordered = pa.array(sorted(unique.to_pylist()), pa.string())
-    index = pc.index_in(both, value_set=ordered).to_numpy().astype(np.int64)
-    return ordered.to_pylist(), index[:m], index[m:]
+    names = unique.to_pylist()
+    order = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    index = rank[codes]
+    return [names[i] for i in order], index[:m], index[m:]
 
 
-def _fits_int64(labels: pa.ChunkedArray) -> bool:
+def _fits_int64(labels: pa.Array | pa.ChunkedArray) -> bool:
     return pc.max(pc.utf8_length(labels)).as_py() <= 18  # 19+ digits may overflow; such labels stay strings
 
 
