@@ -7,7 +7,8 @@ The engine never walks a networkx graph: it reads `followers_of` slices of a CSR
 user sees (`Network.graph`) is built from the arrays on first use, so a million-node run need not pay for it.
 Generators are written for speed at a million nodes: `barabasi_albert_edges` runs networkx's own algorithm on
 plain lists (the same graph as `nx.barabasi_albert_graph` for the same seed), Erdos-Renyi and stochastic block
-models draw G(n, p) blocks exactly with numpy.
+models draw G(n, p) blocks exactly with numpy, and `follower_edges` draws a directed Chung-Lu graph with
+heavy-tailed follower counts edge by edge. Edge lists are parsed by pyarrow's C reader.
 """
 
 from __future__ import annotations
