@@ -253,10 +253,14 @@ def follower_edges(
     key.sort()
     key = key[_first_of_runs(key) & (key // n != key % n)]
     # Redraw what was lost, per account, until every account has its count. A hub holding a fraction f of all
-    # accounts as followers loses about f of each redraw, so the rounds shrink geometrically.
+    # accounts as followers loses about f of each redraw, so the rounds shrink geometrically. (A count that
+    # distinct followers cannot meet, when nearly all following weight sits on fewer accounts, stays short after
+    # the last round rather than looping for ever.)
     extra = np.zeros(0, dtype=np.int64)
     missing = counts - np.bincount(key // n, minlength=n)
-    while missing.any():
+    for _ in range(500):
+        if not missing.any():
+            break
         lost = np.flatnonzero(missing)
         owner = np.repeat(lost, missing[lost])
         new = owner * n + followers(len(owner))
