@@ -53,7 +53,7 @@ def expand_content(scenario: Scenario, rng: np.random.Generator) -> list[tuple[P
                 id=pid, text=texts[i % len(texts)].replace("{i}", str(i)), topic=entry.topic, author=entry.author,
                 step=entry.step, p=None if ps is None else float(ps[i]),
             )  # fmt: skip
-            expanded.append((spec, f"{field} (post {pid!r})"))
+            expanded.append((spec, field))
     return expanded
 
 
