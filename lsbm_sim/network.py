@@ -13,6 +13,7 @@ models draw G(n, p) blocks exactly with numpy.
 from __future__ import annotations
 
 import csv
+import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -336,6 +337,9 @@ def read_edgelist(path: Path, directed: bool, delimiter: str | None = None) -> N
                     header_checked = True
                     if _looks_like_header(fields):
                         continue
+                for label in fields[:2]:
+                    if _is_not_a_number(label):
+                        raise DataError(f"{path} line {number}: {label!r} is not a node label")
                 sources.append(fields[0])
                 targets.append(fields[1])
     except UnicodeDecodeError as exc:
@@ -361,6 +365,14 @@ def read_edgelist(path: Path, directed: bool, delimiter: str | None = None) -> N
 
 def _show(delimiter: str) -> str:
     return {"\t": "<TAB>", " ": " "}.get(delimiter, delimiter)
+
+
+def _is_not_a_number(text: str) -> bool:
+    """NaN and infinities: what a spreadsheet or pandas writes for a missing id, never a real account."""
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _is_int(text: str) -> bool:
