@@ -188,28 +188,53 @@ def sweep(
     ray_address: Annotated[str | None, typer.Option(help="Address of a running Ray cluster.")] = None,
     set_: SetOption = None,
 ) -> None:
-    """Run a scenario over a grid of field values with replications; print mean and spread per combination."""
+    """Run a scenario over a grid of field values with replications; print mean and spread per combination.
+
+    Every finished run is kept under DIR/runs/: the same command again skips them, so an interrupted sweep is
+    finished by running it again."""
     from lsbm_sim.model import load_scenario
-    from lsbm_sim.sweep import summarize
+    from lsbm_sim.sweep import SweepFailed, check_metric, summarize
     from lsbm_sim.sweep import sweep as run_sweep
 
+    check_seed(seed)
     spec = load_scenario(scenario, _overrides(set_))
+    parsed = _parse_grid(grid)
+    check_metric(spec, parsed, metric)
     out = out if out is not None else Path("results") / f"{spec.name}-sweep"
+    failure: SweepFailed | None = None
     with Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("runs", total=None)
-        table = run_sweep(
-            spec, _parse_grid(grid), replications=replications, seed=seed, executor=executor, workers=workers,
-            out=out, keep_runs=keep_runs, ray_address=ray_address,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )  # fmt: skip
+        try:
+            table = run_sweep(
+                spec, parsed, replications=replications, seed=seed, executor=executor, workers=workers,
+                out=out, keep_runs=keep_runs, ray_address=ray_address,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )  # fmt: skip
+        except SweepFailed as exc:
+            failure, table = exc, exc.table
     summary = summarize(table, metric)
-    show = Table(title=f"{spec.name}: {metric} per post ({replications} replications)")
+    show = Table(title=f"{spec.name}: {metric} per post ({replications} replications, 95% intervals)")
     for column in summary.columns:
         show.add_column(column.removeprefix("param:"), justify="right")
     for row in summary.itertuples(index=False):
         show.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row])
     Console(width=None if sys.stdout.isatty() else 160).print(show)
+    if summary.attrs.get("baseline"):
+        console.print(f"diff: paired difference from {_params_text(summary.attrs['baseline'])}, run by run (common random numbers)")
+    for name in summary.attrs.get("unchanged", []):
+        values = ", ".join(str(v) for v in parsed[name])
+        console.print(
+            f"note: {name} changed no result: the runs with {name} = {values} agree figure for figure "
+            "(on this scenario the parameter has no effect)"
+        )
     console.print(f"sweep table: {out / 'sweep.parquet'}")
+    if failure is not None:
+        console.print(f"[bold red]error:[/] {escape(str(failure))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _params_text(params: dict) -> str:
+    return ", ".join(f"{k.removeprefix('param:')}={v}" for k, v in params.items())
 
 
 @app.command()
@@ -344,8 +369,14 @@ def app_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Open the interactive page (Mesa's SolaraViz): step a scenario and watch posts spread."""
+    import socket
     import subprocess
 
+    with socket.socket() as probe:  # a port in use fails here, as one line, not after the server has started
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise LsbmError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); choose another port") from None
     if scenario is not None:
         from lsbm_sim.model import check_scenario
 
