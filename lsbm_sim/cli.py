@@ -202,16 +202,26 @@ def sweep(
     check_metric(spec, parsed, metric)
     out = out if out is not None else Path("results") / f"{spec.name}-sweep"
     failure: SweepFailed | None = None
-    with Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("runs", total=None)
-        try:
-            table = run_sweep(
-                spec, parsed, replications=replications, seed=seed, executor=executor, workers=workers,
-                out=out, keep_runs=keep_runs, ray_address=ray_address,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )  # fmt: skip
-        except SweepFailed as exc:
-            failure, table = exc, exc.table
+    bar: dict[str, Progress] = {}
+
+    def advance(done: int, total: int) -> None:  # the bar starts once the sweep's arguments have been checked
+        if not bar:
+            bar["progress"] = Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(),
+                                       TimeElapsedColumn(), console=console)  # fmt: skip
+            bar["progress"].start()
+            bar["task"] = bar["progress"].add_task("runs", total=total)
+        bar["progress"].update(bar["task"], completed=done, total=total)
+
+    try:
+        table = run_sweep(
+            spec, parsed, replications=replications, seed=seed, executor=executor, workers=workers,
+            out=out, keep_runs=keep_runs, ray_address=ray_address, progress=advance,
+        )  # fmt: skip
+    except SweepFailed as exc:
+        failure, table = exc, exc.table
+    finally:
+        if bar:
+            bar["progress"].stop()
     summary = summarize(table, metric)
     show = Table(title=f"{spec.name}: {metric} per post ({replications} replications, 95% intervals)")
     for column in summary.columns:
