@@ -129,7 +129,7 @@ class SimulationResult:
     """A run's tables and manifest. `events` is read from disk on first use when the run wrote a folder.
 
     >>> res = run("scenarios/eco_product_launch.yaml", seed=7)  # doctest: +SKIP
-    >>> res.items[["item_id", "reach", "shares", "cascade_size"]]  # doctest: +SKIP
+    >>> res.items[["item_id", "reach", "share", "cascade_size"]]  # doctest: +SKIP
     """
 
     steps: pd.DataFrame

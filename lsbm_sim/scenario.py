@@ -452,6 +452,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         if _is_type_mismatch(err) and any(other[: len(loc)] == loc for other in specific):
             continue
         path = ".".join(loc)
+        if not path.isprintable():  # a key with a control character would otherwise break the line
+            path = repr(path)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
