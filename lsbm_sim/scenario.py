@@ -453,7 +453,7 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
             continue
         path = ".".join(loc)
         if not path.isprintable():  # a key with a control character would otherwise break the line
-            path = repr(path)
+            path = path.encode("unicode_escape").decode("ascii")
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"

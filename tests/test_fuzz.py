@@ -33,7 +33,7 @@ def check(code: int, err: str, path, field: str) -> None:
         assert len(lines) == 1 or all(line.startswith(f"{path}: {field}") for line in lines[1:]), err
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(FIELDS), value=values)
 def test_any_set_value_validates_or_is_one_line(tmp_path, capsys, field, value):
     path = tmp_path / "s.yaml"
@@ -43,7 +43,7 @@ def test_any_set_value_validates_or_is_one_line(tmp_path, capsys, field, value):
     check(code, capsys.readouterr().err, path, field)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes=st.dictionaries(st.sampled_from(["seed", "steps", "population", "network", "content", "feed", "behavior",
                                                 "interventions", "extra"]), values, max_size=3))  # fmt: skip
 def test_any_scenario_document_validates_or_is_one_message(tmp_path, capsys, changes):

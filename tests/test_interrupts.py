@@ -21,13 +21,33 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals and /pr
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_process_outlives_its_test():
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def lsbm(*args, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lsbm_sim.cli", *map(str, args)], cwd=cwd, env=ENV,
+    proc = subprocess.Popen([sys.executable, "-m", "lsbm_sim.cli", *map(str, args)], cwd=cwd, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    STARTED.append(proc)
+    return proc
 
 
 def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
-    _, err = proc.communicate(timeout=timeout)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # a command that does not stop must not outlive its test
+        proc.communicate()
+        raise
     return proc.returncode, err
 
 
@@ -127,20 +147,24 @@ def assert_whole_sweep(tmp_path: Path, first: dict[Path, int]) -> None:
     assert not list((tmp_path / "sw" / "runs").glob(".*"))
 
 
-def test_ctrl_c_stops_a_sweep_and_the_same_command_finishes_it(tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_a_sweep_and_the_same_command_finishes_it(tmp_path, sig, code):
     command = sweep_command(tmp_path)
     proc = lsbm(*command, cwd=tmp_path)
     wait_for(lambda: finished_runs(tmp_path), what="a finished run")
     workers = children(proc.pid)
-    proc.send_signal(signal.SIGINT)
+    assert workers
+    proc.send_signal(sig)
     returncode, err = finish(proc, timeout=60)
-    assert returncode == 130, err
-    assert "interrupted by SIGINT: kept" in err and "run the same command again" in err and "Traceback" not in err
+    assert returncode == code, err
+    assert f"interrupted by {sig.name}: kept" in err and "run the same command again" in err and "Traceback" not in err
     wait_for(lambda: not any(alive(w) for w in workers), timeout=10, what="the workers to stop")
     kept = pd.read_parquet(tmp_path / "sw" / "sweep.partial.parquet")
     first = {p: p.stat().st_mtime_ns for p in finished_runs(tmp_path)}
     assert 0 < kept["run"].nunique() == len(first) < SWEEP_RUNS
     assert not (tmp_path / "sw" / "sweep.parquet").exists()
+    if sig == signal.SIGTERM:
+        return  # finishing by a rerun is the same after either signal (and after SIGKILL, below): once is enough
 
     returncode, err = finish(lsbm(*command, cwd=tmp_path))
     assert returncode == 0, err
