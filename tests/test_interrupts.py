@@ -22,6 +22,7 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("P
 
 
 STARTED: list[subprocess.Popen] = []
+WORKERS: list[int] = []
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +32,11 @@ def no_process_outlives_its_test():
         proc = STARTED.pop()
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
+    while WORKERS:  # a sweep's workers, should a failing test leave them orphaned
+        pid = WORKERS.pop()
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def lsbm(*args, cwd: Path) -> subprocess.Popen:
@@ -153,6 +158,7 @@ def test_a_signal_stops_a_sweep_and_the_same_command_finishes_it(tmp_path, sig, 
     proc = lsbm(*command, cwd=tmp_path)
     wait_for(lambda: finished_runs(tmp_path), what="a finished run")
     workers = children(proc.pid)
+    WORKERS.extend(workers)
     assert workers
     proc.send_signal(sig)
     returncode, err = finish(proc, timeout=60)
@@ -176,9 +182,10 @@ def test_a_killed_sweeps_workers_stop_and_the_same_command_finishes_it(tmp_path)
     proc = lsbm(*command, cwd=tmp_path)
     wait_for(lambda: finished_runs(tmp_path), what="a finished run")
     workers = children(proc.pid)
+    WORKERS.extend(workers)
     assert workers
     proc.kill()
-    proc.communicate(timeout=10)
+    proc.wait(timeout=10)  # (not communicate: orphaned workers would hold its pipes open)
     wait_for(lambda: not any(alive(w) for w in workers), timeout=10, what="the orphaned workers to exit")
     first = {p: p.stat().st_mtime_ns for p in finished_runs(tmp_path)}
     assert 0 < len(first) < SWEEP_RUNS
