@@ -134,7 +134,10 @@ def _publish_run(runs_dir: Path, rid: str, rows: pd.DataFrame, result=None) -> N
 def finished_runs(out: Path | str) -> dict[str, pd.DataFrame]:
     """The runs already finished in a sweep folder, by id."""
     runs_dir = Path(out) / RUNS
-    return {p.parent.name: pd.read_parquet(p) for p in sorted(runs_dir.glob(f"*/{ROWS}"))} if runs_dir.is_dir() else {}
+    if not runs_dir.is_dir():
+        return {}
+    # Hidden folders are runs still being written (pathlib's * matches them too).
+    return {p.parent.name: pd.read_parquet(p) for p in sorted(runs_dir.glob(f"*/{ROWS}")) if not p.parent.name.startswith(".")}
 
 
 def sweep(

@@ -138,7 +138,8 @@ def sweep_command(tmp_path: Path) -> list:
 
 
 def finished_runs(tmp_path: Path) -> list[Path]:
-    return sorted(p.parent for p in (tmp_path / "sw" / "runs").glob("*/rows.parquet"))
+    # (pathlib's * also matches the hidden staging folders of runs being written)
+    return sorted(p.parent for p in (tmp_path / "sw" / "runs").glob("*/rows.parquet") if not p.parent.name.startswith("."))
 
 
 def assert_whole_sweep(tmp_path: Path, first: dict[Path, int]) -> None:
@@ -152,14 +153,20 @@ def assert_whole_sweep(tmp_path: Path, first: dict[Path, int]) -> None:
     assert not list((tmp_path / "sw" / "runs").glob(".*"))
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_stops_a_sweep_and_the_same_command_finishes_it(tmp_path, sig, code):
+def start_sweep_and_wait_for_a_run(tmp_path: Path) -> tuple[list, subprocess.Popen, list[int]]:
+    """The sweep command, its process once a run has finished, and its workers."""
     command = sweep_command(tmp_path)
     proc = lsbm(*command, cwd=tmp_path)
     wait_for(lambda: finished_runs(tmp_path), what="a finished run")
     workers = children(proc.pid)
     WORKERS.extend(workers)
     assert workers
+    return command, proc, workers
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_a_sweep_and_the_same_command_finishes_it(tmp_path, sig, code):
+    command, proc, workers = start_sweep_and_wait_for_a_run(tmp_path)
     proc.send_signal(sig)
     returncode, err = finish(proc, timeout=60)
     assert returncode == code, err
@@ -178,12 +185,7 @@ def test_a_signal_stops_a_sweep_and_the_same_command_finishes_it(tmp_path, sig, 
 
 
 def test_a_killed_sweeps_workers_stop_and_the_same_command_finishes_it(tmp_path):
-    command = sweep_command(tmp_path)
-    proc = lsbm(*command, cwd=tmp_path)
-    wait_for(lambda: finished_runs(tmp_path), what="a finished run")
-    workers = children(proc.pid)
-    WORKERS.extend(workers)
-    assert workers
+    command, proc, workers = start_sweep_and_wait_for_a_run(tmp_path)
     proc.kill()
     proc.wait(timeout=10)  # (not communicate: orphaned workers would hold its pipes open)
     wait_for(lambda: not any(alive(w) for w in workers), timeout=10, what="the orphaned workers to exit")
