@@ -212,6 +212,8 @@ def sweep(
             _run_ray(todo, data, base_dir, runs_dir, keep_runs, workers, ray_address, finished)
     except BaseException as exc:
         if out is not None:
+            # A worker may have published a run whose result had not reached us when the signal came.
+            done.update({rid: rows for rid, rows in finished_runs(out).items() if rid in wanted})
             if done:
                 _write_table(out, _assemble(jobs, done, {}), partial=True)
             exc.kept = (  # type: ignore[attr-defined]  (read by the command line)
