@@ -25,7 +25,8 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -94,14 +95,15 @@ def run_id(spec: Scenario, seed: int) -> str:
 
 
 def run_job(scenario: dict[str, Any], base_dir: str, job: Job, runs_dir: str | None = None,
-            keep_runs: bool = False) -> pd.DataFrame:  # fmt: skip
-    """Run one job and return its per-post figures (runs in a worker process). With `runs_dir`, the figures (and
-    with `keep_runs` the whole results folder) are published to `runs_dir/<run_id>/` in one rename."""
+            keep_runs: bool = False, rows_of: str = "items") -> pd.DataFrame:  # fmt: skip
+    """Run one job and return its per-post figures (`rows_of="cascades"`: per cascade tree; runs in a worker
+    process). With `runs_dir`, the figures (and with `keep_runs` the whole results folder) are published to
+    `runs_dir/<run_id>/` in one rename."""
     from lsbm_sim.model import run
 
     spec = Scenario.from_dict(scenario, base_dir=base_dir)
     result = run(spec, seed=job.seed, overrides=job.overrides)
-    rows = result.items.drop(columns=["text"])
+    rows = result.items.drop(columns=["text"]) if rows_of == "items" else result.cascades.copy()
     rows["decisions"] = result.manifest["broker"]["decisions"]
     rows["seconds"] = result.manifest["timings"]["steps_seconds"] + result.manifest["timings"]["setup_seconds"]
     if runs_dir is not None:
@@ -151,6 +153,7 @@ def sweep(
     keep_runs: bool = False,
     ray_address: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    rows: str = "items",
 ) -> pd.DataFrame:
     """Run every combination of `grid` (dotted scenario paths -> lists of values) `replications` times.
 
@@ -161,8 +164,11 @@ def sweep(
     written, the other is removed, so the folder never holds tables of two different sweeps). `executor`:
     "local" (processes on this machine; `workers` of them, default the CPU count) or "ray" (a Ray cluster at
     `ray_address`, or a local one). A run that fails does not stop the others: SweepFailed is raised at the
-    end, naming it, with the table (the failed run's rows carry its `error`).
+    end, naming it, with the table (the failed run's rows carry its `error`). `rows="cascades"`: one row per
+    run and cascade tree (post, author) instead of per post.
     """
+    if rows not in ("items", "cascades"):
+        raise LsbmError(f"rows must be 'items' or 'cascades', got {rows!r}")
     if executor not in ("local", "ray"):
         raise LsbmError(f"executor must be 'local' or 'ray', got {executor!r}")
     spec = scenario if isinstance(scenario, Scenario) else Scenario.from_yaml(scenario)
@@ -173,7 +179,9 @@ def sweep(
         if job.combination not in resolved:
             resolved[job.combination] = spec.with_overrides(job.overrides)
             check_files(resolved[job.combination], job.params)
-    jobs = [Job(j.run, j.combination, j.replication, j.seed, j.params, run_id(resolved[j.combination], j.seed)) for j in jobs]
+    kind = "" if rows == "items" else f"-{rows}"  # the same run kept per post and per cascade: two folders
+    jobs = [Job(j.run, j.combination, j.replication, j.seed, j.params, run_id(resolved[j.combination], j.seed) + kind)
+            for j in jobs]  # fmt: skip
     data, base_dir = spec.model_dump(mode="json"), str(spec.base_dir)
     out = Path(out) if out is not None else None
     runs_dir = None
@@ -207,9 +215,9 @@ def sweep(
 
     try:
         if executor == "local":
-            _run_local(todo, data, base_dir, runs_dir, keep_runs, workers, finished)
+            _run_local(todo, data, base_dir, runs_dir, keep_runs, workers, finished, rows)
         else:
-            _run_ray(todo, data, base_dir, runs_dir, keep_runs, workers, ray_address, finished)
+            _run_ray(todo, data, base_dir, runs_dir, keep_runs, workers, ray_address, finished, rows)
     except BaseException as exc:
         if out is not None:
             # A worker may have published a run whose result had not reached us when the signal came.
@@ -311,24 +319,23 @@ def _worker_init(parent: int) -> None:
     threading.Thread(target=watch, name="lsbm-parent-watch", daemon=True).start()
 
 
-def _run_local(jobs, data, base_dir, runs_dir, keep_runs, workers, finished) -> None:
-    workers = min(workers or os.cpu_count() or 1, max(len(jobs), 1))
+def _run_local(jobs, data, base_dir, runs_dir, keep_runs, workers, finished, rows_of="items") -> None:
+    workers = workers or os.cpu_count() or 1
+    kept = _kept_pools.get(workers)
     runs = str(runs_dir) if runs_dir is not None else None
-    if workers == 1:
+    if kept is None and min(workers, len(jobs)) <= 1:
         for job in jobs:
             try:
-                rows = run_job(data, base_dir, job, runs, keep_runs)
+                rows = run_job(data, base_dir, job, runs, keep_runs, rows_of)
             except Exception as exc:
                 finished(job, None, _describe(exc))
             else:
                 finished(job, rows)
         return
-    # Spawned (not forked) workers: torch and tokenizers are not fork-safe once they have started threads.
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init,
-                               initargs=(os.getpid(),))  # fmt: skip
+    pool = kept if kept is not None else _worker_pool(min(workers, len(jobs)))
     futures: dict = {}
     try:
-        futures = {pool.submit(run_job, data, base_dir, job, runs, keep_runs): job for job in jobs}
+        futures = {pool.submit(run_job, data, base_dir, job, runs, keep_runs, rows_of): job for job in jobs}
         for future in as_completed(futures):
             job = futures[future]
             try:
@@ -346,10 +353,37 @@ def _run_local(jobs, data, base_dir, runs_dir, keep_runs, workers, finished) -> 
             process.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
-    pool.shutdown(wait=True)
+    if kept is None:
+        pool.shutdown(wait=True)
 
 
-def _run_ray(jobs, data, base_dir, runs_dir, keep_runs, workers, address, finished) -> None:
+def _worker_pool(workers: int) -> ProcessPoolExecutor:
+    # Spawned (not forked) workers: torch and tokenizers are not fork-safe once they have started threads.
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init,
+                               initargs=(os.getpid(),))  # fmt: skip
+
+
+_kept_pools: dict[int, ProcessPoolExecutor] = {}
+
+
+@contextmanager
+def kept_workers(workers: int | None) -> Iterator[None]:
+    """Keep one pool of local worker processes for every sweep inside the block (a calibration's trials), so
+    that each sweep does not pay for starting processes and importing the simulator again."""
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or workers in _kept_pools:
+        yield
+        return
+    pool = _worker_pool(workers)
+    _kept_pools[workers] = pool
+    try:
+        yield
+    finally:
+        del _kept_pools[workers]
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_ray(jobs, data, base_dir, runs_dir, keep_runs, workers, address, finished, rows_of="items") -> None:
     try:
         import ray
     except ImportError:
@@ -365,7 +399,7 @@ def _run_ray(jobs, data, base_dir, runs_dir, keep_runs, workers, address, finish
         ray.init(**options)
     remote = ray.remote(run_job)
     runs = str(runs_dir) if runs_dir is not None else None
-    pending = {remote.remote(data, base_dir, job, runs, keep_runs): job for job in jobs}
+    pending = {remote.remote(data, base_dir, job, runs, keep_runs, rows_of): job for job in jobs}
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
