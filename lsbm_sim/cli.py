@@ -417,6 +417,9 @@ def _register_optional_commands() -> None:
         app.add_typer(bft_app, name="bft", help="Behavior instruction fine-tuning: prepare, train, eval.")
     except ImportError:
         pass
+    from lsbm_sim.behavior.appeal_cli import appeal_app
+
+    app.add_typer(appeal_app, name="appeal", help="Content appeal learned from real A/B tests: rebuild the read-out.")
 
 
 _register_optional_commands()
