@@ -160,7 +160,11 @@ def end_to_end(parts, pairs, n_pairs: int, replications: int, size: int, steps: 
     grid = {"content": [[{**posts[0], "text": test[TEXT].iloc[int(row["first"])]},
                          {**posts[1], "text": test[TEXT].iloc[int(row["second"])]}] for _, row in chosen.iterrows()]}  # fmt: skip
     started = time.perf_counter()
-    table = sweep(scenario, grid, replications=replications, workers=workers)
+    def progress(done: int, total: int) -> None:
+        if done % 50 == 0 or done == total:
+            print(f"  end to end: {done}/{total} runs, {time.perf_counter() - started:.0f} s", flush=True)
+
+    table = sweep(scenario, grid, replications=replications, workers=workers, progress=progress)
     seconds = time.perf_counter() - started
     table["engagement"] = table["like"] + table["share"] + table["comment"]
     total = table.pivot_table(index="combination", columns="item_id", values="engagement", aggfunc="sum")
@@ -174,35 +178,10 @@ def end_to_end(parts, pairs, n_pairs: int, replications: int, size: int, steps: 
             "median engagement per variant and run": float(table["engagement"].median()), "seconds": round(seconds, 1)}  # fmt: skip
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap draws")
-    parser.add_argument("--pairs", type=int, default=120, help="significant test-week pairs run end to end")
-    parser.add_argument("--replications", type=int, default=10)
-    parser.add_argument("--size", type=int, default=1000, help="population of the end-to-end world")
-    parser.add_argument("--steps", type=int, default=12, help="steps of the end-to-end runs")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--skip-end-to-end", action="store_true")
-    parser.add_argument("--embeddings", type=Path, default=None,
-                        help="an .npz of (texts, vectors) to reuse (written there if absent); inside the project")
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
-    if not args.data.is_file():
-        print(f"skipped: {args.data} not found (the Upworthy data lives in ../shared/data beside the repository)")
-        return 0
-    import torch
-
-    from lsbm_sim.behavior.appeal import default_appeal, significant_pairs, upworthy_rows
+def scores_and_calibration(args, rows, parts, pairs) -> dict:
+    """Parts 1 and 2."""
+    from lsbm_sim.behavior.appeal import default_appeal
     from lsbm_sim.behavior.surrogate import SurrogateModel, default_encoder
-
-    torch.set_num_threads(1)  # one thread is fastest on the shared 2-core machine (benchmarks/RESULTS.md)
-    print_machine()
-    print("command: python " + " ".join(sys.argv))
-    rows = upworthy_rows(args.data)
-    parts = {s: rows[rows.split == s].reset_index(drop=True) for s in ("train", "validation", "test")}
-    pairs = {s: significant_pairs(p, GROUP, "clicks", "impressions", TEXT) for s, p in parts.items()}
-    print({s: f"{len(p)} rows, {p[GROUP].nunique()} tests, {len(pairs[s])} significant pairs" for s, p in parts.items()})
 
     started = time.perf_counter()
     encoder = default_encoder()
@@ -238,6 +217,40 @@ def main() -> int:
     report["calibration"] = calibrate(parts["train"], pairs["train"], vectors)
     print("calibration on training-week pairs:", json.dumps(report["calibration"]))
 
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap draws")
+    parser.add_argument("--pairs", type=int, default=100, help="significant test-week pairs run end to end")
+    parser.add_argument("--replications", type=int, default=10)
+    parser.add_argument("--size", type=int, default=600, help="population of the end-to-end world")
+    parser.add_argument("--steps", type=int, default=10, help="steps of the end-to-end runs")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--skip-scores", action="store_true", help="only the end-to-end part")
+    parser.add_argument("--embeddings", type=Path, default=None,
+                        help="an .npz of (texts, vectors) to reuse (written there if absent); inside the project")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if not args.data.is_file():
+        print(f"skipped: {args.data} not found (the Upworthy data lives in ../shared/data beside the repository)")
+        return 0
+    import torch
+
+    from lsbm_sim.behavior.appeal import significant_pairs, upworthy_rows
+
+    torch.set_num_threads(1)  # one thread is fastest on the shared 2-core machine (benchmarks/RESULTS.md)
+    print_machine()
+    print("command: python " + " ".join(sys.argv))
+    rows = upworthy_rows(args.data)
+    parts = {s: rows[rows.split == s].reset_index(drop=True) for s in ("train", "validation", "test")}
+    pairs = {s: significant_pairs(p, GROUP, "clicks", "impressions", TEXT) for s, p in parts.items()}
+    print({s: f"{len(p)} rows, {p[GROUP].nunique()} tests, {len(pairs[s])} significant pairs" for s, p in parts.items()})
+
+    report = {} if args.skip_scores else scores_and_calibration(args, rows, parts, pairs)
     if not args.skip_end_to_end:
         report["end_to_end"] = end_to_end(parts, pairs, args.pairs, args.replications, args.size, args.steps,
                                           args.workers, seed=0)  # fmt: skip

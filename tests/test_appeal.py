@@ -58,12 +58,14 @@ def test_the_read_out_recovers_a_planted_direction_and_ignores_what_tests_share(
     topic[7] = 1.0
     group = np.repeat(np.arange(tests), variants)
     x = rng.normal(size=(tests * variants, dim)) * 0.3
-    # Every variant of a test shares a topic offset whose size goes with the test's click level: a read-out of
-    # absolute click rates would learn it; the within-test target must not.
+    x[:, 7] = 0.0
+    # Every variant of a test shares an offset along the planted direction and the topic alike (what a story is
+    # about moves both). Only the within-test differences along the planted direction change clicks; a read-out
+    # fitted without centring each test would use the topic to cancel the shared part (and learn "topic is bad").
     level = rng.normal(size=tests)
-    x += np.outer(level[group], topic) * 3
-    wording = x @ planted
-    clicks = rng.poisson(40 * np.exp(0.5 * wording + level[group]))
+    x += np.outer(level[group], planted + topic) * 3
+    wording = x @ planted - 3 * level[group]  # the part that differs between a test's variants
+    clicks = rng.poisson(40 * np.exp(0.5 * wording + 0.3 * level[group]))
     frame = pd.DataFrame({"clickability_test_id": group, "clicks": clicks, "impressions": 4000})
     rows = within_test_target(frame)
     readout = AppealReadout.fit_embeddings(x, rows["target"], rows["weight"], rows["clickability_test_id"], penalty=1.0)
