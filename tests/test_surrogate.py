@@ -158,7 +158,8 @@ def test_a_head_saved_before_appeal_existed_loads_with_appeal_off(tmp_path: Path
 
 def test_real_significant_pairs_differ_by_the_real_median_ratio(shared_data: Path):
     """On training-week significant pairs of the real data, the default model's first-exposure engagement of the
-    two variants differs by a median ratio near the real median click ratio (1.94x on all 2,042 pairs; 60 here)."""
+    two variants differs by a median ratio near the real median click ratio (1.94x on all 2,042 pairs; 150 here:
+    real 1.97x, simulated 1.85x; an appeal coefficient of 0.5 gives 1.46x, no appeal at all 1.37x)."""
     from lsbm_sim import SocialContext
     from lsbm_sim.behavior.appeal import significant_pairs, upworthy_rows
     from lsbm_sim.population import persona_text
@@ -166,7 +167,7 @@ def test_real_significant_pairs_differ_by_the_real_median_ratio(shared_data: Pat
     rows = upworthy_rows(shared_data / "upworthy" / "upworthy_packages_dev.csv")
     train = rows[rows.split == "train"].reset_index(drop=True)
     pairs = significant_pairs(train, "clickability_test_id", "clicks", "impressions", "headline")
-    pairs = pairs.sample(60, random_state=0)
+    pairs = pairs.sample(150, random_state=0)
     rate = (train.clicks / train.impressions).to_numpy()
     real = np.median(np.maximum(rate[pairs["first"]], rate[pairs["second"]]) / np.minimum(rate[pairs["first"]], rate[pairs["second"]]))
     persona = persona_text("25-34", ("politics", "health"), "center", "medium")
@@ -177,7 +178,7 @@ def test_real_significant_pairs_differ_by_the_real_median_ratio(shared_data: Pat
     engagement = dict(zip(used.tolist(), 1 - probs[:, model.reactions.index("ignore")]))
     a, b = np.array([engagement[i] for i in pairs["first"]]), np.array([engagement[i] for i in pairs["second"]])
     simulated = np.median(np.maximum(a, b) / np.minimum(a, b))
-    assert 1.5 < real < 2.5 and simulated == pytest.approx(real, rel=0.25), (simulated, real)
+    assert 1.5 < real < 2.5 and simulated == pytest.approx(real, rel=0.12), (simulated, real)
 
 
 def test_broker_deduplicates_identical_questions():

@@ -78,7 +78,7 @@ def within_test_target(frame: pd.DataFrame, group: str = "clickability_test_id",
 
     >>> frame = pd.DataFrame({"clickability_test_id": ["t", "t"], "clicks": [30, 10], "impressions": [1000, 1000]})
     >>> within_test_target(frame)["target"].round(3).tolist()
-    [0.54, -0.54]
+    [0.533, -0.533]
     """
     wanted = [group, clicks, impressions] + ([time] if time is not None else [])
     missing = [c for c in wanted if c not in frame.columns]
