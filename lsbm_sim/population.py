@@ -11,12 +11,15 @@ import os
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from lsbm_sim.errors import DataError, ScenarioError
-from lsbm_sim.scenario import BetaActivity, PopulationSpec, UniformActivity
+
+if TYPE_CHECKING:  # the schema (pydantic) is not needed to write persona text, which the GPU benchmark does
+    from lsbm_sim.scenario import PopulationSpec
 
 DISPOSITION = {"low": -1.0, "medium": 0.0, "high": 1.0}
 DISPOSITION_TEXT = {
@@ -65,6 +68,8 @@ def _weights(levels: dict[str, float]) -> tuple[list[str], np.ndarray]:
 
 def draw_activity(spec: PopulationSpec, n: int, rng: np.random.Generator) -> np.ndarray:
     """Each agent's probability of being online in a step."""
+    from lsbm_sim.scenario import BetaActivity, UniformActivity
+
     activity = spec.activity
     if isinstance(activity, BetaActivity):
         return rng.beta(activity.a, activity.b, size=n).astype(np.float32)

@@ -93,7 +93,7 @@ class CompletionService:
                     "lsbm": {
                         "fingerprint": self.scorer.fingerprint.split(":", 1)[1],
                         "behavior_tokens": self.behavior_words,
-                        "checkpoint": None if self.checkpoint is None else self.checkpoint.model_dump(mode="json"),
+                        "checkpoint": None if self.checkpoint is None else self.checkpoint.to_json(),
                     },
                 }
             ],

@@ -19,13 +19,14 @@ probabilities:
 from __future__ import annotations
 
 import json
+import math
 import string
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lsbm_sim.behavior.prompts import TEMPLATE_FIELDS, PromptTemplate
 from lsbm_sim.errors import LsbmError
@@ -37,46 +38,101 @@ DEFAULT_LEVEL_PROMPT = "Text: '{content}' Predict the {behavior} level ({options
 LEVEL_TEMPLATE_FIELDS = TEMPLATE_FIELDS | {"behavior"}
 
 
-class BehaviorCheckpoint(BaseModel):
+class CheckpointFieldError(ValueError):
+    """One field of a checkpoint description is wrong; `field` names it ('' for the record as a whole)."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}" if field_name else message)
+        self.field = field_name
+
+
+@dataclass(frozen=True)
+class BehaviorCheckpoint:
     """The contents of `lsbm_behavior.json` (see the module docstring).
 
     `prompt` may use {persona} {content} {context} {options} and {behavior}; {behavior} is filled in from
     `behavior` when the scorer loads it. `behavior_tokens`: the options are spelled as behavior tokens
     (`<|low|>`), which the checkpoint's tokenizer must have. `metadata`: free-form facts about the training run
     (base model, data, metrics), kept but never read by the scorers.
+
+    A plain dataclass checked in `__post_init__`, not a pydantic model: the GPU scorers and the fine-tuning code
+    import this file, and they must run where only torch and transformers are installed.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
-    format: Literal["lsbm-sim behavior checkpoint"] = FORMAT
-    version: Literal[1] = VERSION
-    task: Literal["level"] = "level"
-    behavior: str = Field(min_length=1)
-    levels: list[str] = Field(min_length=2)
+    behavior: str
+    levels: list[str]
     level_rates: dict[str, float]
     reaction: str = "share"
     prompt: str = DEFAULT_LEVEL_PROMPT
     behavior_tokens: bool = False
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    format: str = FORMAT
+    version: int = VERSION
+    task: str = "level"
 
-    @model_validator(mode="after")
-    def _consistent(self) -> BehaviorCheckpoint:
-        if len(set(self.levels)) != len(self.levels):
-            raise ValueError(f"levels has duplicates: {self.levels}")
-        if set(self.level_rates) != set(self.levels):
-            raise ValueError(f"level_rates must give a rate for each level {self.levels}, got {sorted(self.level_rates)}")
-        bad = {k: v for k, v in self.level_rates.items() if not 0.0 <= v <= 1.0}
-        if bad:
-            raise ValueError(f"level_rates must lie in [0, 1], got {bad}")
-        if self.reaction == "ignore":
-            raise ValueError("reaction must be the behavior's reaction (e.g. 'share'), not 'ignore'")
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, message: str) -> None:
+            if not ok:
+                raise CheckpointFieldError(name, message)
+
+        need(self.format == FORMAT, "format", f"must be {FORMAT!r}")
+        need(self.version == VERSION and type(self.version) is int, "version", f"must be {VERSION}")
+        need(self.task == "level", "task", "must be 'level'")
+        for name in ("behavior", "reaction", "prompt"):
+            need(isinstance(getattr(self, name), str), name, "must be a string")
+        need(len(self.behavior) >= 1, "behavior", "must not be empty")
+        need(isinstance(self.behavior_tokens, bool), "behavior_tokens", "must be true or false")
+        need(isinstance(self.metadata, dict), "metadata", "must be an object")
+        need(isinstance(self.levels, list) and all(isinstance(v, str) for v in self.levels), "levels",
+             "must be a list of strings")  # fmt: skip
+        need(len(self.levels) >= 2, "levels", "must have at least 2 levels")
+        need(len(set(self.levels)) == len(self.levels), "levels", f"levels has duplicates: {self.levels}")
+        need(isinstance(self.level_rates, dict), "level_rates", "must be an object of level: rate")
+        rates = {}
+        for level, rate in self.level_rates.items():
+            number = isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(rate)
+            need(number, f"level_rates.{level}", f"must be a number, got {rate!r}")
+            rates[level] = float(rate)
+        object.__setattr__(self, "level_rates", rates)  # 1 -> 1.0, as JSON gives integers back
+        need(set(rates) == set(self.levels), "level_rates",
+             f"level_rates must give a rate for each level {self.levels}, got {sorted(rates)}")  # fmt: skip
+        bad = {k: v for k, v in rates.items() if not 0.0 <= v <= 1.0}
+        need(not bad, "level_rates", f"level_rates must lie in [0, 1], got {bad}")
+        need(self.reaction != "ignore", "reaction",
+             "reaction must be the behavior's reaction (e.g. 'share'), not 'ignore'")  # fmt: skip
         used = {name for _, name, _, _ in string.Formatter().parse(self.prompt) if name is not None}
         unknown = used - LEVEL_TEMPLATE_FIELDS
+        need(not unknown, "prompt",
+             f"prompt uses unknown field(s) {sorted(unknown)}; allowed: {sorted(LEVEL_TEMPLATE_FIELDS)}")  # fmt: skip
+        need("content" in used, "prompt", "prompt must contain {content}")
+
+    # ----------------------------------------------------------------------------------- JSON documents
+
+    @classmethod
+    def from_json(cls, data: Any) -> BehaviorCheckpoint:
+        """The checkpoint a JSON object describes; an unknown or wrong field raises CheckpointFieldError."""
+        if not isinstance(data, dict):
+            raise CheckpointFieldError("", "must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"prompt uses unknown field(s) {sorted(unknown)}; allowed: {sorted(LEVEL_TEMPLATE_FIELDS)}")
-        if "content" not in used:
-            raise ValueError("prompt must contain {content}")
-        return self
+            raise CheckpointFieldError(unknown[0], "unknown field (extra fields are not allowed)")
+        missing = [name for name in ("behavior", "levels", "level_rates") if name not in data]
+        if missing:
+            raise CheckpointFieldError(missing[0], "field required")
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        """The checkpoint as the JSON object `lsbm_behavior.json` holds."""
+        document = asdict(self)
+        # format, version and task first, as a reader of the file expects them
+        return {k: document.pop(k) for k in ("format", "version", "task")} | document
+
+    # The names the pydantic record had, for callers written against it.
+    model_validate = from_json
+
+    def model_dump(self, mode: str = "json") -> dict[str, Any]:
+        return self.to_json()
 
     # ------------------------------------------------------------------------------------------ files
 
@@ -96,13 +152,9 @@ class BehaviorCheckpoint(BaseModel):
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise LsbmError(f"{path}: not an lsbm-sim behavior checkpoint file (expected \"format\": \"{FORMAT}\")")
         try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg'].removeprefix('Value error, ')}"
-                for e in exc.errors(include_url=False)
-            )
-            raise LsbmError(f"{path}: {problems}") from None
+            return cls.from_json(data)
+        except (CheckpointFieldError, TypeError) as exc:
+            raise LsbmError(f"{path}: {exc}") from None
 
     def write(self, folder: Path | str) -> Path:
         """Write `lsbm_behavior.json` into `folder` (created if missing); return the file's path.
@@ -113,7 +165,7 @@ class BehaviorCheckpoint(BaseModel):
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / FILENAME
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
         tmp.replace(path)
         return path
 

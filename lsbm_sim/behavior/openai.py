@@ -291,7 +291,7 @@ class OpenAIScorer(PromptScorer):
         if lsbm:
             raw = lsbm.get("checkpoint")
             try:
-                checkpoint = BehaviorCheckpoint.model_validate(raw) if raw else None
+                checkpoint = BehaviorCheckpoint.from_json(raw) if raw else None
             except ValueError as exc:
                 raise BehaviorModelError(f"{self._where()}: the model's checkpoint description is invalid ({exc})") from None
             return checkpoint, set(lsbm.get("behavior_tokens") or ())

@@ -161,7 +161,7 @@ class ScoringPlan:
             "spellings": list(self.spellings),
             "temperature": self.temperature,
             "scoring": self.scoring,
-            "checkpoint": None if self.checkpoint is None else self.checkpoint.model_dump(mode="json"),
+            "checkpoint": None if self.checkpoint is None else self.checkpoint.to_json(),
         }
 
 
