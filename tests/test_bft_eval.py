@@ -108,11 +108,16 @@ def test_fine_tuning_beats_the_untuned_model_on_a_planted_signal(tmp_path):
         assert 0 <= r["accuracy"] <= 1 and 0 <= r["ece"] <= 1
     assert report.result("bag-of-words logistic regression")["accuracy"] > 0.5
 
-    # The written table says the same, in a row per predictor and a sentence.
+    # The written table says the same, in a row per predictor led by pairwise accuracy, and sentences.
     table = (tmp_path / "eval" / "eval.md").read_text()
+    assert table.splitlines()[2].startswith("| model | pairwise accuracy | level accuracy |")
     row = next(line for line in table.splitlines() if line.startswith("| LSBM tuned (words) |"))
-    assert float(row.split("|")[2]) == pytest.approx(tuned["accuracy"], abs=5e-4)
-    assert "beats its untuned base on level accuracy" in table
+    assert float(row.split("|")[2]) == pytest.approx(tuned["pairwise_accuracy"], abs=5e-4)
+    assert float(row.split("|")[3]) == pytest.approx(tuned["accuracy"], abs=5e-4)
+    assert "beats its untuned base on pairwise accuracy" in table
+    constant = report.result("training level frequencies (constant)")["accuracy"]
+    assert f"beside the constant predictor's {constant:.3f}" in table and f"LSBM tuned (words) {tuned['accuracy']:.3f}" in table
+    assert "Best" not in table
     written = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert [r["name"] for r in written["results"]] == [r["name"] for r in report.results]
     assert written["pairs"]["significant"] > 20

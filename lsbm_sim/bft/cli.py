@@ -2,8 +2,11 @@
 
     lsbm-sim bft prepare DATA.csv --text headline --behavior clicks --exposure impressions --group test_id \\
              --split time:week --out data/bft
+    lsbm-sim bft prepare DATA.csv --text headline --behavior clicks --exposure impressions \\
+             --relative-to test_id --split time:week --drop-time 201326..201402 --out data/bft-relative
     lsbm-sim bft train data/bft --base PATH_OR_HUB_ID --lora --out models/lsbm
     lsbm-sim bft eval models/lsbm data/bft --baseline PATH_OR_HUB_ID
+    lsbm-sim bft eval data/bft --baselines-only
 
 Bad input raises LsbmError/DataError; the `lsbm-sim` command prints their message as one line and exits 2.
 `run_bft_cli(argv)` does the same for these commands alone (for tests, and for `python -m lsbm_sim.bft.cli`).
@@ -30,17 +33,20 @@ def split_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def parse_range(text: str | None) -> tuple[float, float] | None:
-    """'201326..201402' -> (201326.0, 201402.0)."""
+def parse_range(text: str | None, flag: str = "--exclude-time") -> tuple[float, float] | None:
+    """'201326..201402' -> (201326.0, 201402.0); `flag` names the option in the error message."""
     if not text:
         return None
     low, sep, high = text.partition("..")
     try:
         if not sep:
             raise ValueError
-        return float(low), float(high)
+        low_value, high_value = float(low), float(high)
     except ValueError:
-        raise LsbmError(f"--exclude-time {text!r}: write it as LOW..HIGH, e.g. 201326..201402") from None
+        raise LsbmError(f"{flag} {text!r}: write it as LOW..HIGH, e.g. 201326..201402") from None
+    if low_value > high_value:
+        raise LsbmError(f"{flag} {text!r}: LOW is above HIGH")
+    return low_value, high_value
 
 
 @bft_app.command()
@@ -61,6 +67,14 @@ def prepare(
     tasks: str = typer.Option("level,bin", help="Instruction tasks: level, bin (numeric rate bin)."),
     forms: str = typer.Option("words,tokens", help="Forms of the level task: words, tokens (<|low|> ...)."),
     bins: int = typer.Option(5, help="Number of rate bins of the bin task."),
+    relative_to: str | None = typer.Option(
+        None, help="Group column (A/B test id): levels of each row's log rate minus its group's mean, rows "
+                   "weighted by inverse variance (few exposures count less); groups of one row are dropped."),
+    test_file: Path | None = typer.Option(
+        None, help="Held-out file (same columns) used as the test split; DATA is split into train and val."),
+    drop_time: str | None = typer.Option(
+        None, help="LOW..HIGH: drop rows whose time is in this inclusive range from every split, training too."),
+    time: str | None = typer.Option(None, help="Time column for --drop-time (default: the time:COLUMN split's)."),
     overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
 ) -> None:
     """Turn engagement data into behavior instructions (levels fitted on the training split only)."""
@@ -68,9 +82,11 @@ def prepare(
     from lsbm_sim.bft.instructions import prepare_dataset
 
     spec = SplitSpec.parse(split, val=val, test=test, seed=seed)
+    if time is not None and spec.column not in (None, time):
+        raise LsbmError(f"--time {time!r} and --split {split!r} name different time columns")
     prepared = prepare_dataset(
         data,
-        EngagementColumns(text=text, behavior=behavior, exposure=exposure, group=group),
+        EngagementColumns(text=text, behavior=behavior, exposure=exposure, group=group, time=time),
         out,
         spec,
         behavior_name=name,
@@ -79,11 +95,15 @@ def prepare(
         forms=split_list(forms),
         bins=bins,
         overwrite=overwrite,
+        relative_to=relative_to,
+        test_file=test_file,
+        drop_time=parse_range(drop_time, "--drop-time"),
     )
     rates = ", ".join(f"{k} {v:.4g}" for k, v in prepared.level_rates.items())
+    dropped = "".join(f"; dropped {n} rows ({why})" for why, n in prepared.dropped.items())
     typer.echo(
         f"wrote {out}: train {prepared.counts['train']}, val {prepared.counts['val']}, test {prepared.counts['test']} "
-        f"rows; level mean rates (training split): {rates}"
+        f"rows{dropped}; level means of the {prepared.target} (training split): {rates}"
     )
 
 
@@ -139,26 +159,34 @@ def train(
 
 @bft_app.command("eval")
 def evaluate(
-    model: Path = typer.Argument(..., help="Tuned model folder (from `bft train`)."),
-    data: Path = typer.Argument(..., help="Folder written by `bft prepare`."),
+    paths: list[Path] = typer.Argument(..., help="MODEL DATA: the tuned model folder (from `bft train`) and the "
+                                                 "folder written by `bft prepare`; DATA alone with --baselines-only."),
+    baselines_only: bool = typer.Option(False, help="Score the simple baselines (and --baseline) with no tuned model."),
     baseline: str | None = typer.Option(None, help="The untuned base model (folder or hub id) to compare with."),
-    out: Path = typer.Option(None, help="Folder for eval.json and eval.md (default: MODEL.eval beside the model)."),
+    out: Path = typer.Option(None, help="Folder for eval.json and eval.md (default: MODEL.eval beside the model, "
+                                        "or DATA.eval with --baselines-only)."),
     split: str = typer.Option("test", help="Split to evaluate on: test or val."),
     exclude_time: str | None = typer.Option(None, help="Time range LOW..HIGH left out of pairwise comparisons."),
     encoder: bool = typer.Option(True, help="Include the sentence-encoder baseline."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     batch_tokens: int = typer.Option(8192, help="Tokens per forward pass when scoring."),
 ) -> None:
-    """Tuned vs base vs simple baselines: level accuracy, macro-F1, Spearman, ECE, pairwise accuracy."""
+    """Tuned vs base vs simple baselines: pairwise accuracy, level accuracy, macro-F1, Spearman, ECE."""
     from lsbm_sim.bft.evaluate import evaluate_lsbm
 
     if split not in ("test", "val"):
         raise LsbmError(f"--split {split!r}: use test or val")
+    if baselines_only and len(paths) != 1:
+        raise LsbmError("with --baselines-only give the prepared DATA folder alone (no MODEL)")
+    if not baselines_only and len(paths) != 2:
+        raise LsbmError("give MODEL and DATA (a tuned model folder and a prepared folder), or DATA --baselines-only")
+    model, data = (None, paths[0]) if baselines_only else (paths[0], paths[1])
     report = evaluate_lsbm(
         model, data, baseline=baseline, split=split, exclude_time=parse_range(exclude_time),
         sentence_encoder=encoder, device=device, batch_tokens=batch_tokens,
     )  # fmt: skip
-    folder = report.write(out or model.with_name(model.name + ".eval"))
+    named = model if model is not None else data
+    folder = report.write(out or named.with_name(named.name + ".eval"))
     typer.echo(report.markdown())
     typer.echo(f"wrote {folder}/eval.json and eval.md")
 

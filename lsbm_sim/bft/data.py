@@ -258,8 +258,11 @@ class SplitSpec:
         return self.kind if self.column is None else f"{self.kind}:{self.column}"
 
 
-def split_rows(rows: EngagementRows, spec: SplitSpec, source: str = "data") -> np.ndarray:
+def split_rows(rows: EngagementRows, spec: SplitSpec, source: str = "data", with_test: bool = True) -> np.ndarray:
     """'train', 'val' or 'test' for every row; all rows of a group land on the same side.
+
+    `with_test` False: only train and val, val getting its fraction `spec.val` of the latest (or random) units;
+    the test split then comes from a held-out file (`bft prepare --test-file`).
 
     >>> rows = EngagementRows(np.arange(1, 11), ["t"] * 10, np.ones(10), None, np.ones(10), None,
     ...                       np.arange(10.0))
@@ -267,6 +270,7 @@ def split_rows(rows: EngagementRows, spec: SplitSpec, source: str = "data") -> n
     ['val', 'val', 'test', 'test']
     """
     n = len(rows)
+    test_fraction = spec.test if with_test else 0.0
     unit = rows.group if rows.group is not None else np.arange(n).astype(str)
     unit_codes, unit_of_row = np.unique(unit, return_inverse=True)
     unit_size = np.bincount(unit_of_row, minlength=len(unit_codes))
@@ -280,8 +284,8 @@ def split_rows(rows: EngagementRows, spec: SplitSpec, source: str = "data") -> n
         times = np.unique(unit_time)[::-1]
         rows_at_time = np.array([unit_size[unit_time == t].sum() for t in times])
         after = np.cumsum(rows_at_time)
-        test_times = times[: int(np.searchsorted(after, spec.test * n)) + 1]
-        val_end = int(np.searchsorted(after, (spec.test + spec.val) * n)) + 1
+        test_times = times[: int(np.searchsorted(after, spec.test * n)) + 1] if with_test else times[:0]
+        val_end = int(np.searchsorted(after, (test_fraction + spec.val) * n)) + 1
         val_times = times[len(test_times) : max(val_end, len(test_times) + 1)]
         unit_side = np.where(
             np.isin(unit_time, test_times), "test", np.where(np.isin(unit_time, val_times), "val", "train")
@@ -289,15 +293,18 @@ def split_rows(rows: EngagementRows, spec: SplitSpec, source: str = "data") -> n
     else:
         order = np.random.default_rng(spec.seed).permutation(len(unit_codes))
         filled = np.cumsum(unit_size[order]) / n
-        side_in_order = np.where(filled <= spec.test, "test", np.where(filled <= spec.test + spec.val, "val", "train"))
+        side_in_order = np.where(filled <= test_fraction, "test",
+                                 np.where(filled <= test_fraction + spec.val, "val", "train"))  # fmt: skip
         # Small data: make sure test and val get at least one unit each when there are three units or more.
-        if len(order) >= 3:
+        if with_test and len(order) >= 3:
             side_in_order[0], side_in_order[1] = "test", "val"
+        elif not with_test and len(order) >= 2:
+            side_in_order[0] = "val"
         unit_side = np.empty(len(unit_codes), dtype=object)
         unit_side[order] = side_in_order
 
     side = np.asarray(unit_side, dtype=object)[unit_of_row].astype(str)
-    empty = [s for s in SPLITS if not (side == s).any()]
+    empty = [s for s in (SPLITS if with_test else SPLITS[:2]) if not (side == s).any()]
     if empty:
         what = f"distinct values of {spec.column!r}" if spec.kind == "time" else "groups or rows"
         raise DataError(
@@ -305,6 +312,69 @@ def split_rows(rows: EngagementRows, spec: SplitSpec, source: str = "data") -> n
             f"({len(unit_codes)} units, {n} rows)"
         )
     return side
+
+
+# ------------------------------------------------------------------------------- row filters and targets
+
+
+def select_rows(rows: EngagementRows, keep: np.ndarray) -> EngagementRows:
+    """The rows where `keep` is true (row numbers stay those of the user's file)."""
+    def take(values):
+        return None if values is None else values[keep]
+
+    return EngagementRows(rows.row[keep], [t for t, k in zip(rows.text, keep) if k], rows.behavior[keep],
+                          take(rows.exposure), rows.rate[keep], take(rows.group), take(rows.time))  # fmt: skip
+
+
+def in_time_range(rows: EngagementRows, time_range: tuple[float, float], source: str = "data") -> np.ndarray:
+    """True for rows whose time lies in the inclusive range (low, high)."""
+    if rows.time is None:
+        raise DataError(f"{source}: --drop-time needs a time column (give --time COLUMN or a time:COLUMN split)")
+    low, high = time_range
+    return (rows.time >= low) & (rows.time <= high)
+
+
+@dataclass(frozen=True)
+class RelativeTarget:
+    """The within-group target `bft prepare --relative-to GROUP` levels: how a row did against its group's mean.
+
+    For each row, with c its behavior count and n its exposure (n absent: the count is used as is):
+
+        log rate    y = log((c + 0.5) / (n + 1))             (0.5 and 1 keep a row with no clicks finite)
+        variance    v = 1 / (c + 0.5) - 1 / (n + 1)           (the delta-method variance of y; 1 / (c + 0.5)
+                                                               when there is no exposure)
+        weight      w = 1 / v                                (inverse variance: few-exposure rows count less)
+        target      y - (the w-weighted mean of y over the row's group)
+
+    So in an A/B test the target is each variant's log click rate minus the test's mean: drift between tests
+    (weeks, audiences) cancels and what is left is what the wording did. `weight` goes into the JSONL with the
+    target; groups with a single row say nothing about wording and are dropped before this is computed.
+    """
+
+    value: np.ndarray
+    weight: np.ndarray
+
+    @classmethod
+    def of(cls, rows: EngagementRows) -> RelativeTarget:
+        if rows.group is None:
+            raise DataError("--relative-to needs a group column")
+        c = rows.behavior
+        if rows.exposure is not None:
+            log_rate = np.log((c + 0.5) / (rows.exposure + 1.0))
+            variance = 1.0 / (c + 0.5) - 1.0 / (rows.exposure + 1.0)
+        else:
+            log_rate = np.log(c + 0.5)
+            variance = 1.0 / (c + 0.5)
+        weight = 1.0 / variance
+        _, group_of = np.unique(rows.group, return_inverse=True)
+        group_mean = np.bincount(group_of, weight * log_rate) / np.bincount(group_of, weight)
+        return cls(log_rate - group_mean[group_of], weight)
+
+
+def multi_row_groups(rows: EngagementRows) -> np.ndarray:
+    """True for rows whose group has at least two rows (a within-group comparison needs two)."""
+    _, group_of, sizes = np.unique(rows.group, return_inverse=True, return_counts=True)
+    return sizes[group_of] >= 2
 
 
 # --------------------------------------------------------------------------------------------------- levels

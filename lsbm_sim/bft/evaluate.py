@@ -1,22 +1,29 @@
 """Evaluate a behavior-tuned model against its base and simple baselines on a prepared folder's test split.
 
-Every predictor gives, for each test headline, a probability for each level (low/medium/high). From those:
+Every predictor gives, for each test headline, a probability for each level (low/medium/high) and a score
+(by default sum_level p(level) * the level's mean training target: for rate levels, the predicted rate the
+simulation's hf backend reads from a checkpoint). From those:
 
+    pairwise accuracy    within each group (A/B test): of two variants with different texts whose rates differ
+                         significantly (two-sided two-proportion z-test, 5%), how often the higher score is the
+                         winner (a tie counts one half, so chance and a constant score 0.5); the lead figure
     accuracy, macro-F1   of the most probable level against the true level
-    Spearman rho         between the predicted rate, sum_level p(level) * mean training rate of the level (what
-                         the simulation's hf backend reads from a checkpoint), and the observed rate
+    Spearman rho         between the score and the observed target (the rate, or the relative log rate of a
+                         folder prepared with --relative-to)
     ECE                  expected calibration error of the most probable level (10 equal-width bins)
-    pairwise accuracy    within each group (A/B test): of two variants whose rates differ significantly
-                         (two-sided two-proportion z-test, 5%), how often the higher predicted rate is the winner
 
 Predictors: the tuned model, scored with the plain-word prompt of the seed card and, where it has them, with its
 behavior tokens (the form the hf backend uses); its untuned base; a bag-of-words logistic regression; the
-embedded surrogate's sentence encoder (all-MiniLM-L6-v2) with a logistic head; and the training split's level
-frequencies (a constant). The logistic heads are fitted on the training split, their regularisation chosen on
-the validation split. Language models are scored through `lsbm_sim.behavior.hf.HFScorer`, the simulation's own
-scorer, so that the numbers are those of the model as a simulation runs it.
+embedded surrogate's sentence encoder (all-MiniLM-L6-v2) with a logistic head, or, on a relative target, a ridge
+read-out of the relative log rate weighted as `bft prepare` weighted the rows (`sentence_encoder_relative`); and
+the training split's level frequencies (a constant). The heads are fitted on the training split, their
+regularisation chosen on the validation split. Language models are scored through
+`lsbm_sim.behavior.hf.HFScorer`, the simulation's own scorer, so that the numbers are those of the model as a
+simulation runs it. The metrics need numpy and pandas only (the GPU machine has no scipy or scikit-learn); the
+simple baselines need scikit-learn.
 
 >>> report = evaluate_lsbm("models/lsbm", "data/bft", baseline="models/base")  # doctest: +SKIP
+>>> baselines = evaluate_lsbm(None, "data/bft")  # the simple baselines alone  # doctest: +SKIP
 >>> print(report.markdown())  # doctest: +SKIP
 """
 
@@ -33,12 +40,13 @@ from typing import Any
 
 import numpy as np
 
-from lsbm_sim.bft.instructions import PreparedData, level_answers, render_level_prompt
+from lsbm_sim.bft.instructions import RATE_TARGET, PreparedData, level_answers, render_level_prompt
 from lsbm_sim.errors import LsbmError
 
 SIGNIFICANCE = 0.05
 ECE_BINS = 10
 REGULARISATION_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
+RIDGE_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
 EVAL_JSON = "eval.json"
 EVAL_MARKDOWN = "eval.md"
 
@@ -48,7 +56,8 @@ EVAL_MARKDOWN = "eval.md"
 
 @dataclass
 class EvalRows:
-    """The rows of one split as arrays: texts, true rates and levels (indices), counts, groups and times."""
+    """The rows of one split as arrays: texts, true rates, targets and levels (indices), weights, counts, groups
+    and times. `target` is what the levels were cut from (the rate unless prepared with --relative-to)."""
 
     text: list[str]
     rate: np.ndarray
@@ -57,6 +66,14 @@ class EvalRows:
     exposure: np.ndarray | None
     group: np.ndarray | None
     time: np.ndarray | None
+    target: np.ndarray | None = None
+    weight: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.target is None:
+            self.target = self.rate
+        if self.weight is None:
+            self.weight = np.ones(len(self.rate))
 
     @classmethod
     def of(cls, data: PreparedData, split: str) -> EvalRows:
@@ -70,6 +87,8 @@ class EvalRows:
         return cls(
             text=[r["text"] for r in rows],
             rate=np.array([r["rate"] for r in rows], dtype=np.float64),
+            target=np.array([r.get("target", r["rate"]) for r in rows], dtype=np.float64),
+            weight=np.array([r.get("weight") or 1.0 for r in rows], dtype=np.float64),
             level=np.array([index[r["level"]] for r in rows]),
             behavior=np.array([r["behavior"] for r in rows], dtype=np.float64),
             exposure=None if exposure[0] is None else np.array(exposure, dtype=np.float64),
@@ -127,8 +146,6 @@ def significant_pairs(rows: EvalRows, alpha: float = SIGNIFICANCE,
     `exclude_time` (low, high), inclusive: pairs with a row whose time lies in it are not compared (Upworthy's
     tests with flagged randomisation problems, say).
     """
-    from scipy.stats import norm
-
     empty = np.zeros(0, dtype=int)
     if rows.group is None or rows.exposure is None:
         why = "no group column" if rows.group is None else "no exposure column (counts cannot be tested)"
@@ -163,8 +180,37 @@ def significant_pairs(rows: EvalRows, alpha: float = SIGNIFICANCE,
     se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(se > 0, (c1 / n1 - c2 / n2) / se, 0.0)
-    significant = 2 * norm.sf(np.abs(z)) < alpha
+    significant = two_sided_p(z) < alpha
     return Pairs(first[significant], second[significant], (z > 0)[significant], tested, excluded, same_text=same_text)
+
+
+def two_sided_p(z: np.ndarray) -> np.ndarray:
+    """Two-sided p-values of standard normal z scores: erfc(|z| / sqrt 2) (scipy's 2 * norm.sf(|z|)).
+
+    >>> two_sided_p(np.array([1.959964])).round(4).tolist()
+    [0.05]
+    """
+    return np.array([math.erfc(abs(v) / math.sqrt(2)) for v in np.ravel(z)]).reshape(np.shape(z))
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rho: Pearson's correlation of average ranks (scipy's spearmanr; NaN for a constant input)."""
+    import pandas as pd
+
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    return float(np.corrcoef(pd.Series(x).rank().to_numpy(), pd.Series(y).rank().to_numpy())[0, 1])
+
+
+def macro_f1(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
+    """The unweighted mean over classes of F1 (a class never predicted nor true scores 0, as scikit-learn's
+    f1_score(average="macro", zero_division=0) with every label listed)."""
+    scores = []
+    for c in range(n_classes):
+        true_positive = np.sum((predicted == c) & (truth == c))
+        denominator = np.sum(predicted == c) + np.sum(truth == c)
+        scores.append(2 * true_positive / denominator if denominator else 0.0)
+    return float(np.mean(scores))
 
 
 def pairwise_accuracy(predicted_rate: np.ndarray, pairs: Pairs) -> float:
@@ -176,24 +222,20 @@ def pairwise_accuracy(predicted_rate: np.ndarray, pairs: Pairs) -> float:
     return float(np.mean(right))
 
 
-def level_metrics(probs: np.ndarray, rows: EvalRows, level_rates: np.ndarray, pairs: Pairs) -> dict[str, float]:
-    """All the metrics of one predictor's level probabilities (rows x levels)."""
-    from scipy.stats import spearmanr
-    from sklearn.metrics import f1_score
-
+def level_metrics(probs: np.ndarray, rows: EvalRows, level_rates: np.ndarray, pairs: Pairs,
+                  score: np.ndarray | None = None) -> dict[str, float]:  # fmt: skip
+    """All the metrics of one predictor's level probabilities (rows x levels) and score (default: the expected
+    level mean, probs @ level_rates). A predictor that gives a score but no probabilities (a regression) passes
+    one-hot probabilities and `score`; its ECE is then undefined (NaN)."""
     predicted = probs.argmax(axis=1)
-    predicted_rate = probs @ level_rates
-    if np.ptp(predicted_rate) == 0:
-        rho = math.nan  # a constant prediction has no rank order
-    else:
-        rho = float(spearmanr(predicted_rate, rows.rate).statistic)
+    regression = score is not None
+    score = probs @ level_rates if score is None else np.asarray(score, dtype=np.float64)
     return {
+        "pairwise_accuracy": pairwise_accuracy(score, pairs),
         "accuracy": float(np.mean(predicted == rows.level)),
-        "macro_f1": float(f1_score(rows.level, predicted, labels=list(range(probs.shape[1])), average="macro",
-                                   zero_division=0)),  # fmt: skip
-        "spearman": rho,
-        "ece": expected_calibration_error(probs, rows.level),
-        "pairwise_accuracy": pairwise_accuracy(predicted_rate, pairs),
+        "macro_f1": macro_f1(rows.level, predicted, probs.shape[1]),
+        "spearman": spearman(score, rows.target),  # NaN for a constant score: it has no rank order
+        "ece": math.nan if regression else expected_calibration_error(probs, rows.level),
     }
 
 
@@ -251,6 +293,34 @@ def sentence_encoder_levels(train: EvalRows, val: EvalRows, test: EvalRows, n_le
     return class_probabilities(model, encoder.encode(test.text), n_levels)
 
 
+def sentence_encoder_relative(train: EvalRows, val: EvalRows, test: EvalRows, encoder: Any = None) -> np.ndarray:
+    """The relative log rate of each test text, read out of its MiniLM sentence embedding by weighted ridge
+    regression (fitted on the training split with `bft prepare`'s inverse-variance weights; the penalty chosen
+    by weighted squared error on the validation split).
+
+    One function on purpose: a shipped read-out of the same kind (the default model's appeal) can stand in here.
+    """
+    from sklearn.linear_model import Ridge
+
+    from lsbm_sim.behavior.surrogate import default_encoder
+
+    encoder = encoder or default_encoder()
+    x_train, x_val, x_test = encoder.encode(train.text), encoder.encode(val.text), encoder.encode(test.text)
+    best, best_error = None, math.inf
+    for alpha in RIDGE_GRID:
+        model = Ridge(alpha=alpha).fit(x_train, train.target, sample_weight=train.weight)
+        error = float(np.average((model.predict(x_val) - val.target) ** 2, weights=val.weight))
+        if error < best_error:
+            best, best_error = model, error
+    return best.predict(x_test)
+
+
+def scores_as_levels(score: np.ndarray, thresholds: Sequence[float], n_levels: int) -> np.ndarray:
+    """One-hot level probabilities of predicted target values, cut at the training level thresholds."""
+    index = np.searchsorted(np.asarray(thresholds), score, side="left")
+    return np.eye(n_levels)[index]
+
+
 class LanguageModelLevels:
     """Level probabilities from a causal LM folder, scored through the simulation's HFScorer.
 
@@ -258,15 +328,19 @@ class LanguageModelLevels:
     prompt.
     """
 
-    def __init__(self, folder: str | Path, reaction: str = "share", device: str = "auto", batch_tokens: int = 8192):
+    def __init__(self, folder: str | Path, reaction: str = "share", device: str = "auto", batch_tokens: int = 8192,
+                 role: str = "model"):  # fmt: skip
         from lsbm_sim.behavior.checkpoint import BehaviorCheckpoint
         from lsbm_sim.behavior.hf import HFScorer
 
         checkpoint = BehaviorCheckpoint.read(folder) if Path(folder).is_dir() else None
         reaction = checkpoint.reaction if checkpoint is not None else reaction
-        # "full" scoring: the scorer checks nothing about first tokens; we pick the scoring per answer set below.
-        self.scorer = HFScorer(folder, reactions=("ignore", reaction), device=device, scoring="full",
-                               batch_tokens=batch_tokens)  # fmt: skip
+        try:
+            # "full" scoring: the scorer checks nothing about first tokens; we pick the scoring per answer set below.
+            self.scorer = HFScorer(folder, reactions=("ignore", reaction), device=device, scoring="full",
+                                   batch_tokens=batch_tokens)  # fmt: skip
+        except LsbmError as exc:  # the scorer speaks of a scenario's behavior.model; here it is `role`
+            raise LsbmError(str(exc).replace("behavior.model:", f"{role}:", 1)) from None
         self.checkpoint = checkpoint
 
     @property
@@ -317,6 +391,7 @@ class EvalReport:
     results: list[dict[str, Any]] = field(default_factory=list)
     created: str = ""
     split: str = "test"
+    target: str = RATE_TARGET
 
     def result(self, name: str) -> dict[str, Any]:
         for r in self.results:
@@ -333,7 +408,8 @@ class EvalReport:
         return document
 
     def markdown(self) -> str:
-        """The table, then a sentence each on the tuned-vs-base comparison and on which predictor leads."""
+        """The table, led by pairwise accuracy; then a sentence each on the pairs, tuned vs base, and each
+        predictor's level accuracy beside the constant predictor's."""
 
         def number(value: Any) -> str:
             return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
@@ -347,35 +423,42 @@ class EvalReport:
         if pairs.get("reason"):
             notes.append(pairs["reason"])
         levels = ", ".join(f"{k} {v}" for k, v in self.test_levels.items())
+        target = "relative log rate (within group)" if self.target != RATE_TARGET else "rate"
         lines = [
-            f"{self.split.capitalize()} split of `{self.data}`: {self.test_rows} rows, levels {levels}; "
-            f"{pairs['significant']} significant within-group pairs ({', '.join(notes)}).",
+            f"{self.split.capitalize()} split of `{self.data}`: {self.test_rows} rows, levels of the {target} "
+            f"{levels}; {pairs['significant']} significant within-group pairs ({', '.join(notes)}).",
             "",
-            "| model | level accuracy | macro-F1 | Spearman rho (rate) | ECE | pairwise accuracy |",
+            "| model | pairwise accuracy | level accuracy | macro-F1 | Spearman rho | ECE |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in self.results:
             lines.append(
-                f"| {r['name']} | {number(r['accuracy'])} | {number(r['macro_f1'])} | {number(r['spearman'])} | "
-                f"{number(r['ece'])} | {number(r['pairwise_accuracy'])} |"
+                f"| {r['name']} | {number(r['pairwise_accuracy'])} | {number(r['accuracy'])} | "
+                f"{number(r['macro_f1'])} | {number(r['spearman'])} | {number(r['ece'])} |"
             )
         lines.append("")
+        lines.append(
+            f"Pairwise accuracy: how often the higher score picks the winner of a pair whose rates differ at "
+            f"{pairs['alpha']:.0%} (chance 0.5; {pairs['significant']} pairs)."
+        )
         tuned = [r for r in self.results if r["kind"] == "tuned"]
         base = [r for r in self.results if r["kind"] == "base"]
         if tuned and base:
-            best_tuned = max(tuned, key=lambda r: r["accuracy"])
-            gain = best_tuned["accuracy"] - base[0]["accuracy"]
+            best_tuned = max(tuned, key=lambda r: _or_minus_inf(r["pairwise_accuracy"]))
+            gain = best_tuned["pairwise_accuracy"] - base[0]["pairwise_accuracy"]
             verdict = "beats" if gain > 0 else "does not beat"
             lines.append(
-                f"The tuned model ({best_tuned['name']}) {verdict} its untuned base on level accuracy: "
-                f"{best_tuned['accuracy']:.3f} vs {base[0]['accuracy']:.3f} ({gain:+.3f})."
+                f"The tuned model ({best_tuned['name']}) {verdict} its untuned base on pairwise accuracy: "
+                f"{number(best_tuned['pairwise_accuracy'])} vs {number(base[0]['pairwise_accuracy'])} ({gain:+.3f})."
             )
-        for metric, label in (("accuracy", "level accuracy"), ("spearman", "Spearman rho"),
-                              ("pairwise_accuracy", "pairwise accuracy")):  # fmt: skip
-            scored = [r for r in self.results if not math.isnan(r[metric])]
-            if scored:
-                best = max(scored, key=lambda r: r[metric])
-                lines.append(f"Best {label}: {best['name']} ({best[metric]:.3f}).")
+        constant = [r for r in self.results if r["kind"] == "constant"]
+        if constant:
+            floor = constant[0]["accuracy"]
+            shown = "; ".join(f"{r['name']} {r['accuracy']:.3f}" for r in self.results if r["kind"] != "constant")
+            lines.append(
+                f"Level accuracy beside the constant predictor's {floor:.3f} (it always answers the most frequent "
+                f"training level): {shown or 'no other predictor'}."
+            )
         return "\n".join(lines) + "\n"
 
     def write(self, folder: Path | str) -> Path:
@@ -388,6 +471,10 @@ class EvalReport:
             tmp.write_text(text)
             tmp.replace(folder / name)
         return folder
+
+
+def _or_minus_inf(value: float) -> float:
+    return -math.inf if math.isnan(value) else value
 
 
 def _json_default(value: Any) -> Any:
@@ -406,12 +493,19 @@ def evaluate_lsbm(
     device: str = "auto",
     batch_tokens: int = 8192,
     encoder: Any = None,
+    bag_of_words: bool = True,
 ) -> EvalReport:
     """Evaluate `model` (a tuned folder; None: baselines only), its `baseline` and the simple baselines.
 
     `exclude_time`: an inclusive (low, high) range of the time column whose rows are left out of the pairwise
-    comparisons (they still count for every other metric).
+    comparisons (they still count for every other metric; `bft prepare --drop-time` drops them everywhere).
+    `bag_of_words`, `sentence_encoder`: include those baselines (they need scikit-learn).
     """
+    if model is not None and not Path(model).is_dir():
+        raise LsbmError(
+            f"{model}: no tuned model folder there (make one with `bft train`, or evaluate the baselines alone "
+            "with --baselines-only)"
+        )
     data = PreparedData.read(data_dir)
     if "level" not in data.tasks:
         raise LsbmError(f"{data_dir} has no level instructions; prepare it with the level task")
@@ -430,15 +524,16 @@ def evaluate_lsbm(
                "exclude_time": list(exclude_time) if exclude_time else None, "reason": pairs.reason},  # fmt: skip
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         split=split,
+        target=data.target,
     )
 
-    def add(name: str, kind: str, probs: np.ndarray) -> None:
-        report.results.append({"name": name, "kind": kind, **level_metrics(probs, test, level_rates, pairs)})
+    def add(name: str, kind: str, probs: np.ndarray, score: np.ndarray | None = None) -> None:
+        report.results.append({"name": name, "kind": kind, **level_metrics(probs, test, level_rates, pairs, score)})
 
     word_prompts = [render_level_prompt(t, data.behavior, levels) for t in test.text]
     word_answers = level_answers(levels)
     if model is not None:
-        tuned = LanguageModelLevels(model, data.reaction, device, batch_tokens)
+        tuned = LanguageModelLevels(model, data.reaction, device, batch_tokens, role=str(model))
         try:
             add("LSBM tuned (words)", "tuned", tuned.predict(word_prompts, word_answers))
             if tuned.has_behavior_tokens():
@@ -446,14 +541,19 @@ def evaluate_lsbm(
         finally:
             tuned.close()
     if baseline is not None:
-        base = LanguageModelLevels(baseline, data.reaction, device, batch_tokens)
+        base = LanguageModelLevels(baseline, data.reaction, device, batch_tokens, role="--baseline")
         try:
             add("base, untuned (words)", "base", base.predict(word_prompts, word_answers))
         finally:
             base.close()
-    add("bag-of-words logistic regression", "simple", bag_of_words_levels(train, val, test, len(levels)))
-    if sentence_encoder:
+    if bag_of_words:
+        add("bag-of-words logistic regression", "simple", bag_of_words_levels(train, val, test, len(levels)))
+    if sentence_encoder and data.target != RATE_TARGET:
+        score = sentence_encoder_relative(train, val, test, encoder)
+        add("sentence encoder + weighted ridge on the relative log rate (all-MiniLM-L6-v2)", "simple",
+            scores_as_levels(score, data.level_thresholds, len(levels)), score)  # fmt: skip
+    elif sentence_encoder:
         add("sentence encoder + logistic head (all-MiniLM-L6-v2)", "simple",
             sentence_encoder_levels(train, val, test, len(levels), encoder))  # fmt: skip
-    add("training level frequencies (constant)", "simple", prior_levels(train, len(test), len(levels)))
+    add("training level frequencies (constant)", "constant", prior_levels(train, len(test), len(levels)))
     return report

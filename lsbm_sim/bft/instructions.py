@@ -39,9 +39,13 @@ from lsbm_sim.bft.data import (
     EngagementRows,
     LevelScheme,
     RateBins,
+    RelativeTarget,
     SplitSpec,
     engagement_rows,
+    in_time_range,
     load_table,
+    multi_row_groups,
+    select_rows,
     split_rows,
 )
 from lsbm_sim.errors import DataError, LsbmError
@@ -53,6 +57,8 @@ TASKS: tuple[str, ...] = ("level", "bin")
 FORMS: tuple[str, ...] = ("words", "tokens")
 META_FILE = "bft.json"
 META_FORMAT = "lsbm-sim bft data"
+RATE_TARGET = "rate"
+RELATIVE_TARGET = "relative log rate"
 
 
 # --------------------------------------------------------------------------------------------------- prompts
@@ -80,7 +86,12 @@ def render_bin_prompt(content: str, behavior: str, labels: Sequence[str]) -> str
 
 @dataclass
 class PreparedData:
-    """What `bft.json` records about a prepared folder (see `prepare_dataset`)."""
+    """What `bft.json` records about a prepared folder (see `prepare_dataset`).
+
+    `target`: what the levels and bins are quantiles of, "rate" or "relative log rate" (see
+    `lsbm_sim.bft.data.RelativeTarget`); `level_rates` are then each level's mean of that target. `dropped`:
+    rows left out before splitting, by reason.
+    """
 
     source: str
     columns: dict[str, str]
@@ -96,6 +107,11 @@ class PreparedData:
     tasks: list[str]
     forms: list[str]
     seed: int = 0
+    target: str = RATE_TARGET
+    relative_to: str | None = None
+    test_file: str | None = None
+    drop_time: list[float] | None = None
+    dropped: dict[str, int] = field(default_factory=dict)
     level_prompt: str = LEVEL_PROMPT
     bin_prompt: str = BIN_PROMPT
     folder: Path | None = field(default=None, compare=False)
@@ -156,10 +172,19 @@ def prepare_dataset(
     forms: Sequence[str] = FORMS,
     bins: int = 5,
     overwrite: bool = False,
+    relative_to: str | None = None,
+    test_file: Path | str | None = None,
+    drop_time: tuple[float, float] | None = None,
 ) -> PreparedData:
     """Read `source`, check it, split it, label it and write train/val/test JSONL and `bft.json` into `out`.
 
     Levels and rate bins are fitted on the training split only. The folder appears complete or not at all.
+
+    `relative_to`: a group column (an A/B test id); levels then come from each row's log rate minus its group's
+    mean, not from the rate (`RelativeTarget`), and groups of one row are dropped. `test_file`: a held-out file
+    with the same columns that is the test split; `source` is then split into train and val only, and its rows
+    whose group also appears in the test file are dropped. `drop_time` (low, high), inclusive: rows whose time
+    lies in it are dropped from every split (training included), before anything is fitted.
 
     >>> prepare_dataset("ab_tests.csv", EngagementColumns("headline", "clicks", "impressions", group="test_id",
     ...                 time="week"), "data/bft", SplitSpec.parse("time:week"))  # doctest: +SKIP
@@ -167,25 +192,62 @@ def prepare_dataset(
     unknown = sorted(set(tasks) - set(TASKS)) + sorted(set(forms) - set(FORMS))
     if unknown or not tasks or not forms:
         raise LsbmError(f"unknown or no tasks/forms {unknown}; tasks are {list(TASKS)}, forms {list(FORMS)}")
+    if relative_to is not None:
+        if columns.group not in (None, relative_to):
+            raise LsbmError(f"--relative-to {relative_to!r} and --group {columns.group!r} differ: the within-group "
+                            "target and the split must use the same groups")  # fmt: skip
+        columns = EngagementColumns(columns.text, columns.behavior, columns.exposure, relative_to, columns.time)
     if split.kind == "time":
         columns = EngagementColumns(columns.text, columns.behavior, columns.exposure, columns.group, split.column)
     source = Path(source)
-    table = load_table(source)
-    rows = engagement_rows(table, columns, str(source))
-    side = split_rows(rows, split, str(source))
+    rows = engagement_rows(load_table(source), columns, str(source))
+    held_out = None
+    if test_file is not None:
+        test_file = Path(test_file)
+        held_out = engagement_rows(load_table(test_file), columns, str(test_file))
+
+    dropped: dict[str, int] = {}
+
+    def drop(which: EngagementRows, remove: np.ndarray, reason: str) -> EngagementRows:
+        if remove.any():
+            dropped[reason] = dropped.get(reason, 0) + int(remove.sum())
+        return select_rows(which, ~remove)
+
+    if drop_time is not None:
+        rows = drop(rows, in_time_range(rows, drop_time, str(source)), "time in --drop-time")
+        if held_out is not None:
+            held_out = drop(held_out, in_time_range(held_out, drop_time, str(test_file)), "time in --drop-time")
+    if relative_to is not None:
+        rows = drop(rows, ~multi_row_groups(rows), "group of one row")
+        if held_out is not None:
+            held_out = drop(held_out, ~multi_row_groups(held_out), "group of one row")
+    if held_out is not None and rows.group is not None:
+        rows = drop(rows, np.isin(rows.group, held_out.group), "group also in --test-file")
+    for which, name in ((rows, source), (held_out, test_file)):
+        if which is not None and len(which) == 0:
+            raise DataError(f"{name}: no rows are left after dropping {dropped}")
+
+    side = split_rows(rows, split, str(source), with_test=held_out is None)
+    targets, weights = row_targets(rows, relative_to is not None)
     train = side == "train"
-    what = f"{source}: the rate of {columns.behavior!r}"
-    levels = LevelScheme.fit(rows.rate[train], what=what)
-    rate_bins = RateBins.fit(rows.rate[train], bins)
+    what = f"{source}: the {'relative log rate' if relative_to else 'rate'} of {columns.behavior!r}"
+    levels = LevelScheme.fit(targets[train], what=what)
+    rate_bins = RateBins.fit(targets[train], bins)
     behavior_name = behavior_name or columns.behavior
 
+    records = instruction_records(rows, side, levels, rate_bins, behavior_name, tasks, forms, targets, weights)
+    if held_out is not None:
+        held_targets, held_weights = row_targets(held_out, relative_to is not None)
+        records += instruction_records(held_out, np.full(len(held_out), "test"), levels, rate_bins, behavior_name,
+                                       tasks, forms, held_targets, held_weights)  # fmt: skip
+    counts = {s: len({r["row"] for r in records if r["split"] == s}) for s in SPLITS}
     data = PreparedData(
         source=str(source),
         columns=columns.named(),
         behavior=behavior_name,
         reaction=reaction,
         split=str(split),
-        counts={s: int((side == s).sum()) for s in SPLITS},
+        counts=counts,
         levels=list(levels.levels),
         level_thresholds=list(levels.thresholds),
         level_rates=levels.level_rates(),
@@ -194,14 +256,27 @@ def prepare_dataset(
         tasks=list(tasks),
         forms=list(forms),
         seed=split.seed,
+        target=RELATIVE_TARGET if relative_to is not None else RATE_TARGET,
+        relative_to=relative_to,
+        test_file=str(test_file) if test_file is not None else None,
+        drop_time=list(drop_time) if drop_time is not None else None,
+        dropped=dropped,
     )
-    records = instruction_records(rows, side, levels, rate_bins, behavior_name, tasks, forms)
     with staged_folder(out, overwrite) as staging:
         for s in SPLITS:
             write_jsonl(staging / f"{s}.jsonl", (r for r in records if r["split"] == s))
         (staging / META_FILE).write_text(json.dumps(data.to_json(), indent=2))
     data.folder = Path(out)
     return data
+
+
+def row_targets(rows: EngagementRows, relative: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """What the levels are quantiles of, and each row's weight: the rate and no weight, or the within-group
+    relative log rate and its inverse-variance weight."""
+    if not relative:
+        return rows.rate, None
+    target = RelativeTarget.of(rows)
+    return target.value, target.weight
 
 
 def instruction_records(
@@ -212,10 +287,17 @@ def instruction_records(
     behavior: str,
     tasks: Sequence[str] = TASKS,
     forms: Sequence[str] = FORMS,
+    targets: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
-    """One record per (row, task, form): the prompt, its completion, and the row's own fields for evaluation."""
-    level_of = levels.assign(rows.rate)
-    bin_of = rate_bins.assign(rows.rate)
+    """One record per (row, task, form): the prompt, its completion, and the row's own fields for evaluation.
+
+    `targets`: what the levels and bins are read from (default: the rate); `weights`: each row's weight (none
+    by default), written as `weight`.
+    """
+    targets = rows.rate if targets is None else targets
+    level_of = levels.assign(targets)
+    bin_of = rate_bins.assign(targets)
     labels = list(rate_bins.labels)
     records = []
     for i in range(len(rows)):
@@ -224,6 +306,8 @@ def instruction_records(
             "split": str(side[i]),
             "text": rows.text[i],
             "rate": float(rows.rate[i]),
+            "target": float(targets[i]),
+            "weight": None if weights is None else float(weights[i]),
             "level": str(level_of[i]),
             "bin": int(bin_of[i]),
             "behavior": float(rows.behavior[i]),

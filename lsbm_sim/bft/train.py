@@ -384,12 +384,13 @@ def export_checkpoint(model: Any, tokenizer: Any, data: PreparedData, out: Path,
 def behavior_checkpoint(data: PreparedData, report: TrainReport) -> Any:
     """The `lsbm_behavior.json` description for the hf backend, or None where the levels are not rates.
 
-    A behavior given as a count with no exposure has level means that are counts, not probabilities, so no
-    reaction probability can be read from them.
+    A behavior given as a count with no exposure has level means that are counts, not probabilities, and a
+    relative target's are log-rate differences; no reaction probability can be read from either.
     """
     from lsbm_sim.behavior.checkpoint import BehaviorCheckpoint
+    from lsbm_sim.bft.instructions import RATE_TARGET
 
-    if not all(0.0 <= r <= 1.0 for r in data.level_rates.values()):
+    if data.target != RATE_TARGET or not all(0.0 <= r <= 1.0 for r in data.level_rates.values()):
         return None
     return BehaviorCheckpoint(
         behavior=data.behavior,
