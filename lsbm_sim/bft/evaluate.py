@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -293,10 +293,10 @@ def sentence_encoder_levels(train: EvalRows, val: EvalRows, test: EvalRows, n_le
     return class_probabilities(model, encoder.encode(test.text), n_levels)
 
 
-def sentence_encoder_relative(train: EvalRows, val: EvalRows, test: EvalRows, encoder: Any = None) -> np.ndarray:
-    """The relative log rate of each test text, read out of its MiniLM sentence embedding by weighted ridge
-    regression (fitted on the training split with `bft prepare`'s inverse-variance weights; the penalty chosen
-    by weighted squared error on the validation split).
+def sentence_encoder_relative(train: EvalRows, val: EvalRows, encoder: Any = None) -> Callable[[Sequence[str]], np.ndarray]:
+    """A scorer of texts: the relative log rate read out of each text's MiniLM sentence embedding by weighted
+    ridge regression (fitted on the training split with `bft prepare`'s inverse-variance weights; the penalty
+    chosen by weighted squared error on the validation split).
 
     One function on purpose: a shipped read-out of the same kind (the default model's appeal) can stand in here.
     """
@@ -305,20 +305,23 @@ def sentence_encoder_relative(train: EvalRows, val: EvalRows, test: EvalRows, en
     from lsbm_sim.behavior.surrogate import default_encoder
 
     encoder = encoder or default_encoder()
-    x_train, x_val, x_test = encoder.encode(train.text), encoder.encode(val.text), encoder.encode(test.text)
+    x_train, x_val = encoder.encode(train.text), encoder.encode(val.text)
     best, best_error = None, math.inf
     for alpha in RIDGE_GRID:
         model = Ridge(alpha=alpha).fit(x_train, train.target, sample_weight=train.weight)
         error = float(np.average((model.predict(x_val) - val.target) ** 2, weights=val.weight))
         if error < best_error:
             best, best_error = model, error
-    return best.predict(x_test)
+    return lambda texts: best.predict(encoder.encode(list(texts)))
 
 
-def scores_as_levels(score: np.ndarray, thresholds: Sequence[float], n_levels: int) -> np.ndarray:
-    """One-hot level probabilities of predicted target values, cut at the training level thresholds."""
-    index = np.searchsorted(np.asarray(thresholds), score, side="left")
-    return np.eye(n_levels)[index]
+def scores_as_levels(score: np.ndarray, train_score: np.ndarray, train_level: np.ndarray, n_levels: int) -> np.ndarray:
+    """One-hot level probabilities of scores, cut where the training rows' own scores give each level its
+    training frequency (a shrunk regression's predictions are narrower than the target, so the target's
+    thresholds would put nearly every row in the middle level)."""
+    frequencies = np.bincount(train_level, minlength=n_levels) / len(train_level)
+    thresholds = np.quantile(train_score, np.cumsum(frequencies)[:-1])
+    return np.eye(n_levels)[np.searchsorted(thresholds, score, side="left")]
 
 
 class LanguageModelLevels:
@@ -549,9 +552,10 @@ def evaluate_lsbm(
     if bag_of_words:
         add("bag-of-words logistic regression", "simple", bag_of_words_levels(train, val, test, len(levels)))
     if sentence_encoder and data.target != RATE_TARGET:
-        score = sentence_encoder_relative(train, val, test, encoder)
+        scorer = sentence_encoder_relative(train, val, encoder)
+        score = scorer(test.text)
         add("sentence encoder + weighted ridge on the relative log rate (all-MiniLM-L6-v2)", "simple",
-            scores_as_levels(score, data.level_thresholds, len(levels)), score)  # fmt: skip
+            scores_as_levels(score, scorer(train.text), train.level, len(levels)), score)  # fmt: skip
     elif sentence_encoder:
         add("sentence encoder + logistic head (all-MiniLM-L6-v2)", "simple",
             sentence_encoder_levels(train, val, test, len(levels), encoder))  # fmt: skip
