@@ -79,6 +79,25 @@ def test_checkpoints_of_another_configuration_are_not_resumed(prepared, tmp_path
     assert "settings.learning_rate" in capsys.readouterr().err
 
 
+def test_disk_safe_settings_keep_weights_only_or_no_checkpoints(prepared, tmp_path):
+    # Full fine-tuning of 3B parameters writes ~48 GB per checkpoint with the optimizer; these settings fit a disk.
+    data, base = prepared
+    common = dict(steps=20, batch_size=8, learning_rate=3e-3, save_steps=5, save_total_limit=5, progress=False)
+    out = tmp_path / "weights-only"
+    with pytest.raises(PowerCut):
+        train_lsbm(data, str(base), out, TrainSettings(save_only_model=True, **common), callbacks=[CutAtStep(12)])
+    saved = sorted(checkpoint_folder(out).glob("checkpoint-*"))
+    assert [p.name for p in saved] == ["checkpoint-10", "checkpoint-5"]
+    assert all((p / "model.safetensors").is_file() and not (p / "optimizer.pt").exists() for p in saved)
+
+    out = tmp_path / "none"
+    with pytest.raises(PowerCut):
+        train_lsbm(data, str(base), out, TrainSettings(save_checkpoints=False, **common), callbacks=[CutAtStep(12)])
+    assert not list(checkpoint_folder(out).glob("checkpoint-*"))
+    report = train_lsbm(data, str(base), out, TrainSettings(save_checkpoints=False, **common))
+    assert report.steps == 20 and report.resumed_from is None and (out / "model.safetensors").is_file()
+
+
 def test_lora_export_is_a_plain_checkpoint_with_behavior_tokens_and_the_behavior_file(prepared, tmp_path):
     data, base = prepared
     out = tmp_path / "lsbm"

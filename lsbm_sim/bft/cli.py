@@ -121,6 +121,10 @@ def train(
     lora_r: int = typer.Option(16, help="LoRA rank."),
     lora_alpha: int = typer.Option(32, help="LoRA alpha."),
     save_steps: int = typer.Option(200, help="Save a checkpoint every this many steps."),
+    save_checkpoints: bool = typer.Option(True, help="Save intermediate checkpoints (--no-save-checkpoints: none "
+                                                     "before the export; an interrupted run starts again)."),
+    save_only_model: bool = typer.Option(False, help="Checkpoints hold the weights only, not the optimizer state "
+                                                     "(a quarter of the disk for full fine-tuning)."),
     seed: int = typer.Option(0, help="Seed of initialisation, data order and dropout."),
     tasks: str | None = typer.Option(None, help="Train on these tasks only (default: all the folder has)."),
     max_length: int = typer.Option(512, help="Longest instruction in tokens (longer prompts lose their start)."),
@@ -143,6 +147,8 @@ def train(
         lora_r=lora_r,
         lora_alpha=lora_alpha,
         save_steps=save_steps,
+        save_checkpoints=save_checkpoints,
+        save_only_model=save_only_model,
         seed=seed,
         tasks=tuple(split_list(tasks)) if tasks else None,
         max_length=max_length,

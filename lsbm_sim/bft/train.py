@@ -43,6 +43,11 @@ class TrainSettings:
     2e-4 for LoRA, 2e-5 for full fine-tuning (a randomly initialised model needs more, e.g. 3e-3). `tasks`:
     which instruction tasks to train on (None: all the folder has). `precision` "auto": bf16 where the GPU
     supports it, else float32.
+
+    Disk: a checkpoint of full fine-tuning holds the float32 weights and AdamW's two moments, 16 bytes a
+    parameter (~48 GB for 3B parameters), and `save_total_limit` of them are kept. `save_only_model` keeps the
+    weights alone (4 bytes a parameter), without the optimizer's state, so an interrupted run cannot resume
+    exactly from it; `save_checkpoints` False writes none at all before the export.
     """
 
     lora: bool = False
@@ -58,6 +63,8 @@ class TrainSettings:
     lora_dropout: float = 0.05
     save_steps: int = 200
     save_total_limit: int = 2
+    save_checkpoints: bool = True
+    save_only_model: bool = False
     seed: int = 0
     tasks: tuple[str, ...] | None = None
     max_length: int = 512
@@ -284,9 +291,10 @@ def train_lsbm(
         weight_decay=settings.weight_decay,
         bf16=bf16,
         logging_steps=max(1, min(50, total_steps // 20)),
-        save_strategy="steps",
+        save_strategy="steps" if settings.save_checkpoints else "no",
         save_steps=settings.save_steps,
         save_total_limit=settings.save_total_limit,
+        save_only_model=settings.save_only_model,
         seed=settings.seed,
         data_seed=settings.seed,
         report_to="none",
