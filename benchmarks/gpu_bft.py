@@ -150,8 +150,9 @@ def run_benchmark(tiny: bool = False, lora: bool = True, steps: int | None = Non
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         clock = StepClock()
-        # Full fine-tuning's checkpoints would hold fp32 weights and AdamW state, ~48 GB each for 3B parameters:
-        # keep the weights only, one checkpoint at a time, so base + checkpoint + export stay within 64 GiB.
+        # Full fine-tuning's checkpoints would hold fp32 weights and AdamW state, 38.6 GB each for 3.2B parameters
+        # (two kept: 77 GB): keep the weights only (12.9 GB), one at a time, so that the bf16 base (6.4 GB), a
+        # checkpoint being replaced by the next (2 x 12.9 GB) and the bf16 export (6.4 GB) stay within 64 GiB.
         settings = TrainSettings(lora=lora, steps=steps, batch_size=batch_size, save_steps=max(1, steps // 2),
                                  learning_rate=2e-4 if lora else 2e-5, progress=False, save_only_model=not lora,
                                  save_total_limit=2 if lora else 1)  # fmt: skip

@@ -80,7 +80,7 @@ def test_checkpoints_of_another_configuration_are_not_resumed(prepared, tmp_path
 
 
 def test_disk_safe_settings_keep_weights_only_or_no_checkpoints(prepared, tmp_path):
-    # Full fine-tuning of 3B parameters writes ~48 GB per checkpoint with the optimizer; these settings fit a disk.
+    # Full fine-tuning of 3.2B parameters writes 38.6 GB per checkpoint with the optimizer; these settings fit a disk.
     data, base = prepared
     common = dict(steps=20, batch_size=8, learning_rate=3e-3, save_steps=5, save_total_limit=5, progress=False)
     out = tmp_path / "weights-only"
