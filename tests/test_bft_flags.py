@@ -12,7 +12,14 @@ import pytest
 
 from lsbm_sim.bft.cli import run_bft_cli
 from lsbm_sim.bft.data import EngagementColumns, SplitSpec
-from lsbm_sim.bft.evaluate import evaluate_lsbm, macro_f1, spearman, two_sided_p
+from lsbm_sim.bft.evaluate import (
+    EvalRows,
+    evaluate_lsbm,
+    macro_f1,
+    sentence_encoder_relative,
+    spearman,
+    two_sided_p,
+)
 from lsbm_sim.bft.instructions import PreparedData, prepare_dataset
 
 from bft_fixtures import planted_corpus
@@ -180,6 +187,14 @@ def test_sentence_encoder_reads_the_relative_target_with_a_weighted_ridge(tmp_pa
     assert encoder["pairwise_accuracy"] > 0.75 and encoder["spearman"] > 0.5
     assert encoder["accuracy"] > constant["accuracy"] + 0.15
     assert math.isnan(encoder["ece"]) and constant["pairwise_accuracy"] == 0.5
+
+    # The read-out predicts the relative log rate itself (its scale and centre), not merely an order.
+    data = PreparedData.read(tmp_path / "data")
+    train, val, test = (EvalRows.of(data, s) for s in ("train", "val", "test"))
+    score = sentence_encoder_relative(train, val)(test.text)
+    residual = np.average((score - test.target) ** 2, weights=test.weight)
+    spread = np.average((test.target - np.average(test.target, weights=test.weight)) ** 2, weights=test.weight)
+    assert 1 - residual / spread > 0.2  # 0.30 here; 0.08 when fitted to the absolute rate instead
 
 
 def test_numpy_metrics_equal_scipy_and_scikit_learn():
