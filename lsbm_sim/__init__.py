@@ -25,8 +25,6 @@ _HOMES = {
     "DataError": "lsbm_sim.errors",
     "LsbmError": "lsbm_sim.errors",
     "ScenarioError": "lsbm_sim.errors",
-    "explain": "lsbm_sim.explain",
-    "optimize": "lsbm_sim.explain",
     "SocialModel": "lsbm_sim.model",
     "run": "lsbm_sim.model",
     "SimulationResult": "lsbm_sim.results",
@@ -35,13 +33,17 @@ _HOMES = {
 }
 """Each public name and the module it lives in."""
 
-__all__ = sorted(_HOMES)
+# Imported now, not on first use: `explain` is also the name of its module, and importing `lsbm_sim.explain`
+# anywhere would otherwise leave the module, not the function, as `lsbm_sim.explain`. It needs neither Mesa
+# nor pydantic.
+from lsbm_sim.explain import explain, optimize  # noqa: E402
+
+__all__ = sorted([*_HOMES, "explain", "optimize"])
 
 if TYPE_CHECKING:
     from lsbm_sim.agents import UserAgent
     from lsbm_sim.behavior import BehaviorModel, BehaviorQuery, QueryBatch, SocialContext
     from lsbm_sim.errors import DataError, LsbmError, ScenarioError
-    from lsbm_sim.explain import explain, optimize
     from lsbm_sim.model import SocialModel, run
     from lsbm_sim.results import SimulationResult, load_results
     from lsbm_sim.scenario import Scenario

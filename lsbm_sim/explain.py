@@ -32,14 +32,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from lsbm_sim.behavior.base import BehaviorModel, BehaviorQuery, QueryBatch, SocialContext
 from lsbm_sim.errors import DataError, LsbmError
-from lsbm_sim.scenario import Scenario
+
+if TYPE_CHECKING:  # annotations only: importing lsbm_sim (which imports this) must not need pydantic
+    from lsbm_sim.scenario import Scenario
 
 ENGAGED = "engaged"
 """The derived outcome "any reaction but ignore" (1 - p_ignore), reported beside the reactions."""
