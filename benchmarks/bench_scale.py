@@ -127,7 +127,9 @@ def main() -> None:
           "| decisions | decisions/s (steps) | distinct questions | peak GB |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
-        print(f"| {r['cache']} | {r['n']:,} | {r['repeats']} | {'yes' if r['encoder_loaded'] else 'no'} | {fmt_seconds(r['total_s'])} | {fmt_seconds(r['import_s'])} | {fmt_seconds(r['setup_s'])} "
+        loaded = "yes" if r["encoder_loaded"] else "no"
+        print(f"| {r['cache']} | {r['n']:,} | {r['repeats']} | {loaded} | {fmt_seconds(r['total_s'])} "
+              f"| {fmt_seconds(r['import_s'])} | {fmt_seconds(r['setup_s'])} "
               f"| {fmt_seconds(r['steps_s'])} | {fmt_seconds(r['results_s'])} | {r['decisions']:,} "
               f"| {r['decisions'] / r['steps_s']:,.0f} | {r['distinct_questions']:,} | {r['peak_rss_gb']:.2f} |")  # fmt: skip
 

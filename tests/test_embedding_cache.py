@@ -84,7 +84,9 @@ def other_encoder_folder(tmp_path_factory):
     shutil.copytree(source, folder, ignore=shutil.ignore_patterns("README.md", "data_config.json"))
     weights = load_file(folder / "model.safetensors")
     rng = np.random.default_rng(0)
-    noisy = {k: (v + rng.normal(0, 0.05, v.shape).astype(v.dtype)) if v.dtype.kind == "f" else v for k, v in weights.items()}
+    noisy = {
+        k: (v + rng.normal(0, 0.05, v.shape).astype(v.dtype)) if v.dtype.kind == "f" else v for k, v in weights.items()
+    }
     save_file(noisy, folder / "model.safetensors")
     return folder
 
