@@ -107,7 +107,7 @@ def main() -> None:
             os.environ["LSBM_EMBEDDING_CACHE"] = "off"
         for n in args.sizes:
             if state == "warm":  # one untimed run of this size fills the cache with its texts
-                in_child(HERE, ["--worker", "--n", str(n), "--steps", "1", "--scenario", args.scenario], args.timeout)
+                in_child(HERE, ["--worker", "--n", str(n), *child], args.timeout)
             repeats = []
             for _ in range(args.repeats):
                 if state == "cold":
