@@ -41,8 +41,11 @@ def worker(args: argparse.Namespace) -> dict:
 
     imported = time.perf_counter()
     torch_before = "torch" in sys.modules
+    cpu_before = time.process_time()
     model = SocialModel(args.scenario, overrides=[f"population.size={args.n}", f"steps={args.steps}"])
     built = time.perf_counter()
+    # CPU seconds of this process (all its threads): less at the mercy of other jobs on a shared machine
+    setup_cpu = time.process_time() - cpu_before
     model.run()
     ran = time.perf_counter()
     result = model.result()
@@ -54,6 +57,7 @@ def worker(args: argparse.Namespace) -> dict:
         "steps": args.steps,
         "import_s": imported - started,
         "setup_s": built - imported,
+        "setup_cpu_s": setup_cpu,
         "steps_s": ran - built,
         "results_s": finished - ran,
         "total_s": finished - started,
