@@ -127,13 +127,13 @@ def main() -> None:
                 runs.append({k: middle([r[k] for r in repeats]) for k in repeats[0]} | {"repeats": len(repeats)})
 
     print()
-    print("| embedding cache | agents | runs | encoder loaded | total s | import s | setup s | steps s | results s "
-          "| decisions | decisions/s (steps) | distinct questions | peak GB |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| embedding cache | agents | runs | encoder loaded | total s | import s | setup s | setup CPU s | steps s "
+          "| results s | decisions | decisions/s (steps) | distinct questions | peak GB |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         loaded = "yes" if r["encoder_loaded"] else "no"
         print(f"| {r['cache']} | {r['n']:,} | {r['repeats']} | {loaded} | {fmt_seconds(r['total_s'])} "
-              f"| {fmt_seconds(r['import_s'])} | {fmt_seconds(r['setup_s'])} "
+              f"| {fmt_seconds(r['import_s'])} | {fmt_seconds(r['setup_s'])} | {fmt_seconds(r['setup_cpu_s'])} "
               f"| {fmt_seconds(r['steps_s'])} | {fmt_seconds(r['results_s'])} | {r['decisions']:,} "
               f"| {r['decisions'] / r['steps_s']:,.0f} | {r['distinct_questions']:,} | {r['peak_rss_gb']:.2f} |")  # fmt: skip
 
