@@ -3,8 +3,9 @@ population sizes: wall time, decisions per second, peak memory, and how the cost
 
 Each size runs in a fresh process (its own peak memory, a cold start as a user would have):
     import     importing lsbm_sim (and, through the first model, torch and sentence-transformers)
-    setup      SocialModel(...): population, network, Mesa agents, the encoder loaded, persona and post texts
-               embedded (a fixed cost: the personas are archetypes, ~1,500 texts whatever the population)
+    setup      SocialModel(...): population, network, Mesa agents, persona and post texts embedded (a fixed
+               cost: the personas are archetypes, ~1,500 texts whatever the population); with the embedding
+               cache warm the vectors are read from disk and the encoder is never loaded
     steps      model.run(): the scenario's steps
     results    model.result(): the event log as a table, per-post cascade metrics, per-agent table
     peak GB    the process's peak resident memory (ru_maxrss)
@@ -12,12 +13,19 @@ Each size runs in a fresh process (its own peak memory, a cold start as a user w
     python benchmarks/bench_scale.py                              # 10k, 100k, 1M agents x 100 steps
     python benchmarks/bench_scale.py --sizes 10000 20000 --steps 20   # a quick look
     python benchmarks/bench_scale.py --scenario scenarios/misinformation_correction.yaml
+    python benchmarks/bench_scale.py --sizes 1000000 --repeats 3 --embedding-cache cold warm
+
+--embedding-cache: `cold` empties the cache before each run (the encoder is loaded and every text embedded),
+`warm` fills it with one untimed run first, `off` runs with LSBM_EMBEDDING_CACHE=off. The cache lives in
+.cache/bench-embeddings inside the project.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,8 +40,12 @@ def worker(args: argparse.Namespace) -> dict:
     from lsbm_sim import SocialModel
 
     imported = time.perf_counter()
+    torch_before = "torch" in sys.modules
+    cpu_before = time.process_time()
     model = SocialModel(args.scenario, overrides=[f"population.size={args.n}", f"steps={args.steps}"])
     built = time.perf_counter()
+    # CPU seconds of this process (all its threads): less at the mercy of other jobs on a shared machine
+    setup_cpu = time.process_time() - cpu_before
     model.run()
     ran = time.perf_counter()
     result = model.result()
@@ -45,6 +57,7 @@ def worker(args: argparse.Namespace) -> dict:
         "steps": args.steps,
         "import_s": imported - started,
         "setup_s": built - imported,
+        "setup_cpu_s": setup_cpu,
         "steps_s": ran - built,
         "results_s": finished - ran,
         "total_s": finished - started,
@@ -57,6 +70,7 @@ def worker(args: argparse.Namespace) -> dict:
         "shares": int(result.items["share"].sum()),
         "phases": phases,
         "peak_rss_gb": peak_rss_gb(),
+        "encoder_loaded": not torch_before and "torch" in sys.modules,
     }
 
 
@@ -74,6 +88,8 @@ def main() -> None:
     parser.add_argument("--scenario", default=str(ROOT / "scenarios" / "eco_product_launch.yaml"))
     parser.add_argument("--repeats", type=int, default=1, help="runs per size (medians reported)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds before a size's run is stopped")
+    parser.add_argument("--embedding-cache", nargs="+", choices=["cold", "warm", "off"], default=["warm"],
+                        help="state of the sentence-embedding cache for the runs (each given state in turn)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -85,31 +101,44 @@ def main() -> None:
     print_machine()
     print(f"# {' '.join(['python benchmarks/bench_scale.py', *sys.argv[1:]])}")
     print(f"# scenario {Path(args.scenario).name}, {args.steps} steps, default behavior model (surrogate)")
+    cache_root = ROOT / ".cache" / "bench-embeddings"
+    os.environ["LSBM_CACHE"] = str(cache_root)
+    child = ["--steps", str(args.steps), "--scenario", args.scenario]
     runs = []
-    for n in args.sizes:
-        repeats = []
-        for _ in range(args.repeats):
-            got = in_child(HERE, ["--worker", "--n", str(n), "--steps", str(args.steps), "--scenario", args.scenario],
-                           args.timeout)  # fmt: skip
-            if got is None:
-                print(f"n = {n:,}: stopped after {args.timeout:.0f} s", flush=True)
-                break
-            print(f"n = {n:,}: {json.dumps(got)}", flush=True)
-            repeats.append(got)
-        if repeats:  # the median of each figure (the machine is shared: single runs are noisy)
-            runs.append({k: middle([r[k] for r in repeats]) for k in repeats[0]})
+    for state in args.embedding_cache:
+        os.environ.pop("LSBM_EMBEDDING_CACHE", None)
+        if state == "off":
+            os.environ["LSBM_EMBEDDING_CACHE"] = "off"
+        for n in args.sizes:
+            if state == "warm":  # one untimed run of this size fills the cache with its texts
+                in_child(HERE, ["--worker", "--n", str(n), *child], args.timeout)
+            repeats = []
+            for _ in range(args.repeats):
+                if state == "cold":
+                    shutil.rmtree(cache_root, ignore_errors=True)
+                got = in_child(HERE, ["--worker", "--n", str(n), *child], args.timeout)
+                if got is None:
+                    print(f"n = {n:,}: stopped after {args.timeout:.0f} s", flush=True)
+                    break
+                got["cache"] = state
+                print(f"n = {n:,}: {json.dumps(got)}", flush=True)
+                repeats.append(got)
+            if repeats:  # the median of each figure (the machine is shared: single runs are noisy)
+                runs.append({k: middle([r[k] for r in repeats]) for k in repeats[0]} | {"repeats": len(repeats)})
 
     print()
-    print("| agents | total s | import s | setup s | steps s | results s | decisions | decisions/s (steps) "
-          "| distinct questions | peak GB |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| embedding cache | agents | runs | encoder loaded | total s | import s | setup s | setup CPU s | steps s "
+          "| results s | decisions | decisions/s (steps) | distinct questions | peak GB |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
-        print(f"| {r['n']:,} | {fmt_seconds(r['total_s'])} | {fmt_seconds(r['import_s'])} | {fmt_seconds(r['setup_s'])} "
+        loaded = "yes" if r["encoder_loaded"] else "no"
+        print(f"| {r['cache']} | {r['n']:,} | {r['repeats']} | {loaded} | {fmt_seconds(r['total_s'])} "
+              f"| {fmt_seconds(r['import_s'])} | {fmt_seconds(r['setup_s'])} | {fmt_seconds(r['setup_cpu_s'])} "
               f"| {fmt_seconds(r['steps_s'])} | {fmt_seconds(r['results_s'])} | {r['decisions']:,} "
               f"| {r['decisions'] / r['steps_s']:,.0f} | {r['distinct_questions']:,} | {r['peak_rss_gb']:.2f} |")  # fmt: skip
 
     # How cost grows: time per step against exposures (decisions) per step, each relative to the smallest size.
-    if len(runs) > 1:
+    if len({r["n"] for r in runs}) > 1:
         base = runs[0]
         print()
         print("| agents | ms per step | decisions per step | step time growth | decision growth | us per decision |")

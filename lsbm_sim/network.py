@@ -154,19 +154,29 @@ def barabasi_albert_edges(n: int, m: int, seed: int) -> tuple[np.ndarray, np.nda
     if not 1 <= m < n:
         raise ScenarioError(f"network.params.m: Barabasi-Albert needs 1 <= m < population size, got m={m}, n={n}")
     rng = random.Random(seed)
-    choice = rng.choice
-    new = [0] * m
-    old = list(range(1, m + 1))  # the initial star: node 0 joined to 1..m
+    # `random.choice(repeated)` is `repeated[r]` for r drawn by `getrandbits(len(repeated).bit_length())` until
+    # r < len(repeated) (CPython's _randbelow); drawing r here consumes the generator exactly as it does, without
+    # two Python calls per draw (1.6x to 1.8x faster at 300,000 nodes, the same edges in the same order).
+    getrandbits = rng.getrandbits
+    # Node 0 joined to 1..m, then per newcomer: its m targets, then itself m times. The newcomers' edges are
+    # read back from this list at the end, so the loop keeps one list.
     repeated = [0] * m + list(range(1, m + 1))
+    extend = repeated.extend
     for source in range(m + 1, n):
+        size = len(repeated)
+        bits = size.bit_length()
         targets: set[int] = set()
+        add = targets.add
         while len(targets) < m:
-            targets.add(choice(repeated))
-        new.extend([source] * m)
-        old.extend(targets)
-        repeated.extend(targets)
-        repeated.extend([source] * m)
-    return np.array(new, dtype=np.int32), np.array(old, dtype=np.int32)
+            r = getrandbits(bits)
+            if r < size:
+                add(repeated[r])
+        extend(targets)
+        extend((source,) * m)
+    chosen = np.array(repeated, dtype=np.int32)[2 * m :].reshape(-1, 2 * m)[:, :m].ravel()
+    new = np.concatenate([np.zeros(m, dtype=np.int32), np.repeat(np.arange(m + 1, n, dtype=np.int32), m)])
+    old = np.concatenate([np.arange(1, m + 1, dtype=np.int32), chosen])
+    return new, old
 
 
 def gnp_block_edges(

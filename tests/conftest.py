@@ -19,6 +19,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_TMPDIR", str(CACHE / "ray"))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("LSBM_CACHE", str(CACHE / "lsbm-sim"))  # the sentence-embedding cache, inside the project
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 

