@@ -58,9 +58,8 @@ from lsbm_sim.results import (
     write_tables,
 )
 from lsbm_sim.scenario import FILE_KINDS, PostSpec, Scenario
+from lsbm_sim.state import ENGAGED, EXPOSED, SHARED, PairState, StatusView  # noqa: F401 (the bits, re-exported)
 
-EXPOSED, ENGAGED, SHARED = 1, 2, 4
-"""Bits of `SocialModel.status[item, agent]`: was shown it; liked, shared or commented; shared."""
 
 # New streams go at the end: a SeedSequence's i-th child does not depend on how many are spawned, so the
 # streams listed before keep their numbers.
@@ -120,9 +119,8 @@ class SocialModel(mesa.Model):
         n_items = len(self.item_ids)
 
         # Model-owned state (struct of arrays).
-        self.status = np.zeros((n_items, n), dtype=np.uint8)
-        self.seen = np.zeros((n_items, n), dtype=np.uint8)  # exposures so far, capped at 255
-        self.followees_shared = np.zeros((n_items, n), dtype=np.int32)  # accounts followed that shared it
+        self.state = PairState(n)  # per-(post, person) facts, for the pairs that happened
+        self.status = StatusView(self.state, lambda: len(self.item_ids))
         self.removed = np.zeros(n_items, dtype=bool)
         self.entered = np.full(n_items, -1, dtype=np.int32)
         self.label_of = np.zeros(n_items, dtype=np.int32)
@@ -250,7 +248,7 @@ class SocialModel(mesa.Model):
 
         exposures = self.inbox.select(
             online=online,
-            engaged=self._engaged,
+            engaged=self.state.engaged,
             removed=self.removed,
             policy=self.scenario.feed.policy,
             size=self.scenario.feed.size,
@@ -289,10 +287,6 @@ class SocialModel(mesa.Model):
             self.running = False
         self._timed("collect", clock)
 
-    def _engaged(self, item: np.ndarray, agent: np.ndarray) -> np.ndarray:
-        """Whether each person already liked, shared or commented the post (read through the flat index)."""
-        return (self.status.reshape(-1)[item.astype(np.int64) * self.num_agents + agent] & ENGAGED) != 0
-
     def _online(self) -> np.ndarray | None:
         """Who is online this step: each person with probability equal to their activity (None: everyone)."""
         if self._always_online is None:
@@ -317,8 +311,7 @@ class SocialModel(mesa.Model):
     def queries(self, exposures: Exposures, t: int) -> QueryBatch:
         """The behavior-model question of each exposure, as a batch of binned codes."""
         agent, item = exposures.agent, exposures.item
-        cell = item.astype(np.int64) * self.num_agents + agent  # index into the flattened (post, person) arrays
-        n_sharers = self.followees_shared.reshape(-1)[cell]
+        _, seen, n_sharers = self.state.facts(item, agent)
         proof = sum(
             (c for r, c in self.item_reaction_counts.items() if r != "share"), np.zeros(len(self.item_ids), np.int64)
         )
@@ -334,7 +327,7 @@ class SocialModel(mesa.Model):
             sharers=binned(n_sharers, SHARER_TABLE),
             proof=bin_value(proof, PROOF_BINS)[item],
             age=bin_value(t - self.entered, AGE_BINS)[item],
-            seen=binned(self.seen.reshape(-1)[cell], SEEN_TABLE),
+            seen=binned(seen, SEEN_TABLE),
             promoted=exposures.sharer == PROMOTED,
             agent_id=agent,
             n_sharers=n_sharers,
@@ -344,16 +337,14 @@ class SocialModel(mesa.Model):
         """Agents share posts: they join the cascades and their followers find the posts in their feeds."""
         if len(agent) == 0:
             return
-        self.status.reshape(-1)[item.astype(np.int64) * self.num_agents + agent] |= SHARED | ENGAGED
+        self.state.mark_shared(item, agent)
         self._cascade.append((item.astype(np.int32), agent.astype(np.int32), parent.astype(np.int32),
                               np.full(len(agent), t, dtype=np.int32)))  # fmt: skip
         owner, follower = self.network.followers_of_many(agent)
         follower_item = item[owner]
         # Count, per (post, follower), the followed accounts that shared it (social proof and linear threshold).
-        key = follower_item.astype(np.int64) * self.num_agents + follower
-        unique_key, times = np.unique(key, return_counts=True)
-        self.followees_shared.reshape(-1)[unique_key] += times.astype(np.int32)
-        waiting = (self.status.reshape(-1)[key] & ENGAGED) == 0
+        self.state.add_sharers(follower_item, follower)
+        waiting = ~self.state.engaged(follower_item, follower)
         self.inbox.add(follower[waiting], follower_item[waiting], agent[owner][waiting], t)
 
     def _enter_posts(self, t: int) -> None:
@@ -377,7 +368,7 @@ class SocialModel(mesa.Model):
             elif iv.kind == "promote":
                 if self.entered[index] < 0:
                     raise ValueError(f"promote at step {t}: post {iv.item!r} has not been posted yet")
-                candidates = np.flatnonzero((self.status[index] & ENGAGED) == 0)
+                candidates = np.flatnonzero((self.state.row(index) & ENGAGED) == 0)
                 k = min(iv.k, len(candidates))
                 chosen = np.sort(self.stream("interventions").choice(candidates, size=k, replace=False))
                 self.inbox.add(chosen.astype(np.int32), index, PROMOTED, t)
@@ -385,16 +376,8 @@ class SocialModel(mesa.Model):
     def _apply(self, exposures: Exposures, reaction: np.ndarray, t: int) -> int:
         """Update counters, social proof and cascades; run agent hooks. Returns the step's new reach."""
         agent, item = exposures.agent, exposures.item
-        # A (post, person) pair occurs at most once in a step's exposures, so the flattened state can be read
-        # and written at one index per exposure.
-        cell = item.astype(np.int64) * self.num_agents + agent
-        status, seen = self.status.reshape(-1), self.seen.reshape(-1)
-        before = status[cell]
-        first_time = (before & EXPOSED) == 0
-        engaged = reaction != self.reactions.index("ignore")
-        status[cell] = before | EXPOSED | (engaged.astype(np.uint8) * ENGAGED)
+        first_time = self.state.expose(item, agent, engaged=reaction != self.reactions.index("ignore"))
         self.item_reach += np.bincount(item[first_time], minlength=len(self.item_ids))
-        seen[cell] = np.minimum(seen[cell], 254) + 1  # capped at 255
         self._exposure_tally.add(agent)
 
         for k, r in enumerate(self.reactions):
