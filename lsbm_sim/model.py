@@ -153,7 +153,7 @@ class SocialModel(mesa.Model):
         if hasattr(self.behavior, "bind"):
             self.behavior.bind(self)
 
-        self.events = EventLog(self.reactions, self.item_ids, path=events_path)
+        self.events = EventLog(self.reactions, self.item_ids, path=events_path, keep=scenario.results.events)
         self._last: dict[str, int] = {}
         self.steps_completed = 0
         self.datacollector = mesa.DataCollector(
@@ -529,7 +529,8 @@ class SocialModel(mesa.Model):
             "behavior_fingerprint": getattr(self.behavior, "fingerprint", None),
             "agents": self.num_agents,
             "follow_edges": self.network.num_edges,
-            "exposures": self.events.rows,
+            "exposures": self.events.exposures,
+            "event_rows": self.events.rows,
             "timings": {**{k: round(v, 4) for k, v in self.timings.items()}, "steps_seconds": round(steps_seconds, 4)},
             "broker": broker,
             "behavior_stats": behavior_stats,

@@ -288,6 +288,17 @@ class FeedSpec(Strict):
     max_age: PositiveInt | None = None
 
 
+# -------------------------------------------------------------------------------------------------- results
+
+
+class ResultsSpec(Strict):
+    """What a run keeps. `events`: `all` (one row per exposure), `engaged` (only exposures that were not
+    ignored) or `none`; the per-step and per-post tables are always kept. At a million people a run has tens of
+    millions of exposures: the log is streamed to the results folder in row groups, whichever is chosen."""
+
+    events: Literal["all", "engaged", "none"] = "all"
+
+
 # ------------------------------------------------------------------------------------------------- behavior
 
 Backend = Literal["surrogate", "independent_cascade", "linear_threshold", "constant", "hf", "vllm", "openai"]
@@ -416,6 +427,7 @@ class Scenario(Strict):
     feed: FeedSpec = Field(default_factory=FeedSpec)
     behavior: BehaviorSpec = Field(default_factory=BehaviorSpec)
     interventions: list[Intervention] = Field(default_factory=list)
+    results: ResultsSpec = Field(default_factory=ResultsSpec)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
