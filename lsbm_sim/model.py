@@ -1,7 +1,9 @@
 """The simulation: a Mesa model whose step is the story of one round of social media.
 
+    0. post      hand-listed posts enter at their step; people write posts from the scenario's pool
     1. activate  who is online (each person's activity rate)
-    2. expose    each online person's feed shows up to feed.size posts their followees shared (or promoted ones)
+    2. expose    each online person's feed shows up to feed.size posts their followees shared (or promoted ones),
+                 and a recommender fills a share of the slots with posts from outside their follows
     3. decide    every exposure is one question; the broker asks the behavior model once for the whole step
     4. sample    one reaction per exposure, drawn from the model's probabilities with a seeded generator
     5. apply     likes and comments add social proof; a share puts the post into the sharer's followers' feeds
@@ -47,6 +49,8 @@ from lsbm_sim.feed import PROMOTED, Exposures, Inbox
 from lsbm_sim.metrics import cascade_metrics, half_times, tree_table
 from lsbm_sim.network import Network, generate_network, load_network
 from lsbm_sim.population import Population, build_population
+from lsbm_sim.posting import make_posting
+from lsbm_sim.recommend import make_recommender
 from lsbm_sim.results import (
     EVENTS,
     EventLog,
@@ -117,15 +121,21 @@ class SocialModel(mesa.Model):
             for index, (step, spec, field) in enumerate(self._schedule)
         }
         n_items = len(self.item_ids)
+        self.item_topics: list[str | None] = [spec.topic for _, spec, _ in self._schedule]
+        self._entering: dict[int, list[int]] = {}  # step -> the scheduled posts that enter then
+        for index, (step, _, _) in enumerate(self._schedule):
+            self._entering.setdefault(step, []).append(index)
 
-        # Model-owned state (struct of arrays).
+        # Model-owned state (struct of arrays). Per-post arrays grow as people post (see `_add_posts`).
         self.state = PairState(n)  # per-(post, person) facts, for the pairs that happened
         self.status = StatusView(self.state, lambda: len(self.item_ids))
         self.removed = np.zeros(n_items, dtype=bool)
+        self.retired = np.zeros(n_items, dtype=bool)  # no one can be shown it any more (people's posts only)
         self.entered = np.full(n_items, -1, dtype=np.int32)
         self.label_of = np.zeros(n_items, dtype=np.int32)
         self.labels: list[str] = [""]
         self.item_reach = np.zeros(n_items, dtype=np.int64)
+        self.first_author = np.array([self.posts[i].authors[0] for i in range(n_items)], dtype=np.int32)
         self._exposure_tally = Tally(n)
         self.inbox = Inbox()
         self._cascade: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # item, agent, parent, step
@@ -137,6 +147,8 @@ class SocialModel(mesa.Model):
             raise ValueError(f"the behavior model's reactions {self.reactions} lack 'ignore'")
         self.share_index = self.reactions.index("share") if "share" in self.reactions else -1
         self.item_reaction_counts = {r: np.zeros(n_items, dtype=np.int64) for r in self.reactions if r != "ignore"}
+        self.posting = make_posting(scenario, self.population, self.behavior, self.stream)
+        self.recommender = make_recommender(scenario, self)
         self._reaction_tallies = {r: Tally(n) for r in self.reactions if r != "ignore"}
         cache = scenario.resolve(scenario.behavior.cache) if scenario.behavior.cache is not None else None
         self.broker = Broker(self.behavior, cache_path=cache)
@@ -241,22 +253,27 @@ class SocialModel(mesa.Model):
         clock = time.perf_counter()
         self._enter_posts(t)
         self._intervene(t)
+        self._retire_unseeable(t)
         clock = self._timed("enter", clock)
 
         online = self._online()
         clock = self._timed("activate", clock)
 
+        feed = self.scenario.feed
+        slots = self.recommender.slots if self.recommender is not None else 0
         exposures = self.inbox.select(
             online=online,
             engaged=self.state.engaged,
             removed=self.removed,
-            policy=self.scenario.feed.policy,
-            size=self.scenario.feed.size,
+            policy=feed.policy,
+            size=None if feed.size is None else feed.size - slots,
             step=t,
-            max_age=self.scenario.feed.max_age,
-            popularity=sum(self.item_reaction_counts.values(), np.zeros(len(self.item_ids), dtype=np.int64)),
+            max_age=feed.max_age,
+            popularity=self.item_engagement(),
             rng=self.stream("feed"),
         )
+        if self.recommender is not None:
+            exposures = self.recommender.add_recommendations(exposures, online, t, self.stream("recommend"))
         clock = self._timed("expose", clock)
 
         unique_before = self.broker.stats.unique_queries
@@ -286,6 +303,10 @@ class SocialModel(mesa.Model):
         if t + 1 >= self.scenario.steps:
             self.running = False
         self._timed("collect", clock)
+
+    def item_engagement(self) -> np.ndarray:
+        """Likes, shares and comments so far, per post."""
+        return sum(self.item_reaction_counts.values(), np.zeros(len(self.item_ids), dtype=np.int64))
 
     def _online(self) -> np.ndarray | None:
         """Who is online this step: each person with probability equal to their activity (None: everyone)."""
@@ -328,7 +349,7 @@ class SocialModel(mesa.Model):
             proof=bin_value(proof, PROOF_BINS)[item],
             age=bin_value(t - self.entered, AGE_BINS)[item],
             seen=binned(seen, SEEN_TABLE),
-            promoted=exposures.sharer == PROMOTED,
+            promoted=exposures.sharer == PROMOTED,  # a recommendation (RECOMMENDED) is not an advertisement
             agent_id=agent,
             n_sharers=n_sharers,
         )
@@ -348,11 +369,59 @@ class SocialModel(mesa.Model):
         self.inbox.add(follower[waiting], follower_item[waiting], agent[owner][waiting], t)
 
     def _enter_posts(self, t: int) -> None:
-        for index, post in self.posts.items():
-            if post.step == t:
-                self.entered[index] = t
-                authors = post.authors
-                self._share(np.full(len(authors), index, dtype=np.int32), authors, np.full(len(authors), -1), t)
+        """Hand-listed posts of this step enter, then people post: each author shares their post."""
+        items, authors = [], []
+        for index in self._entering.get(t, []):
+            self.entered[index] = t
+            items.append(np.full(len(self.posts[index].authors), index, dtype=np.int32))
+            authors.append(self.posts[index].authors)
+        if self.posting is not None:
+            poster, text = self.posting.draw(self.stream("posting"))
+            first = self._add_posts(poster, text, t)
+            items.append(np.arange(first, first + len(poster), dtype=np.int32))
+            authors.append(poster)
+        if items:
+            item, author = np.concatenate(items), np.concatenate(authors).astype(np.int32)
+            self._share(item, author, np.full(len(author), -1, dtype=np.int32), t)
+
+    def _add_posts(self, authors: np.ndarray, texts: np.ndarray, t: int) -> int:
+        """New posts by `authors` (one each) with pool texts `texts`; returns the first new item number."""
+        first, k = len(self.item_ids), len(authors)
+        pool = self.posting.pool
+        for j, (author, text) in enumerate(zip(authors.tolist(), texts.tolist())):
+            pid = f"u{author}.s{t}"  # one post per person per step
+            self.item_ids.append(pid)  # in place: the event log reads the same list
+            self.item_texts.append(pool.texts[text])
+            self.item_topics.append(pool.topics[text])
+            self.item_index[pid] = first + j
+            self.posts[first + j] = Post(first + j, pid, pool.texts[text], pool.topics[text], t,
+                                         np.array([author], dtype=np.int32))  # fmt: skip
+        self.removed = np.concatenate([self.removed, np.zeros(k, dtype=bool)])
+        self.retired = np.concatenate([self.retired, np.zeros(k, dtype=bool)])
+        self.entered = np.concatenate([self.entered, np.full(k, t, dtype=np.int32)])
+        self.label_of = np.concatenate([self.label_of, np.zeros(k, dtype=np.int32)])
+        self.item_reach = np.concatenate([self.item_reach, np.zeros(k, dtype=np.int64)])
+        self.first_author = np.concatenate([self.first_author, authors.astype(np.int32)])
+        for r in self.item_reaction_counts:
+            self.item_reaction_counts[r] = np.concatenate([self.item_reaction_counts[r], np.zeros(k, dtype=np.int64)])
+        return first
+
+    def _retire_unseeable(self, t: int) -> None:
+        """People's posts that no one can be shown any more (in no feed, too old to recommend) leave the active
+        state: the pair table drops their entries when it next fills up. Hand-listed posts are few and stay."""
+        if self.posting is None:
+            return
+        first = len(self._schedule)  # posts from here on were written by people
+        entered = self.entered[first:]
+        alive = ~self.retired[first:] & (entered >= 0)
+        in_a_feed = np.bincount(self.inbox.item, minlength=len(self.item_ids))[first:] > 0
+        recommendable = (
+            t - entered < self.recommender.candidate_age if self.recommender is not None else np.zeros_like(alive)
+        )
+        gone = np.flatnonzero(alive & ~in_a_feed & ~recommendable) + first
+        if len(gone):
+            self.retired[gone] = True
+            self.state.retire(gone)
 
     def _intervene(self, t: int) -> None:
         for iv in self.scenario.interventions:
@@ -391,9 +460,8 @@ class SocialModel(mesa.Model):
             shares = reaction == self.share_index
             sharer = exposures.sharer[shares]
             item_s = item[shares]
-            # A promoted post that is shared hangs off the post's first author in the cascade.
-            first_author = np.array([self.posts[i].authors[0] for i in range(len(self.item_ids))])
-            parent = np.where(sharer == PROMOTED, first_author[item_s], sharer)
+            # A promoted or recommended post that is shared hangs off the post's first author in the cascade.
+            parent = np.where(sharer < 0, self.first_author[item_s], sharer)
             self._share(item_s, agent[shares], parent, t)
 
         self._run_hooks(exposures, reaction)
@@ -407,7 +475,7 @@ class SocialModel(mesa.Model):
                 sharer = int(exposures.sharer[i])
                 self._agent_list[int(exposures.agent[i])].on_reaction(
                     self.item_ids[int(exposures.item[i])], self.reactions[int(reaction[i])],
-                    None if sharer == PROMOTED else sharer,
+                    None if sharer < 0 else sharer,
                 )  # fmt: skip
         for i in self._hooked["step"].tolist():
             self._agent_list[i].step()
@@ -484,7 +552,7 @@ class SocialModel(mesa.Model):
                 {
                     "item_id": pid,
                     "text": self.item_texts[index],
-                    "topic": post.topic if post else None,
+                    "topic": self.item_topics[index] if post else None,
                     "entered": int(self.entered[index]),
                     "authors": len(post.authors) if post else 0,
                     "label": self.labels[self.label_of[index]] or None,
