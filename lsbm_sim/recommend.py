@@ -34,7 +34,7 @@ import numpy as np
 
 from lsbm_sim.errors import ScenarioError
 from lsbm_sim.feed import Exposures, stable_order
-from lsbm_sim.state import ENGAGED, EXPOSED
+from lsbm_sim.state import ENGAGED, EXPOSED, sorted_unique
 
 if TYPE_CHECKING:
     from lsbm_sim.model import SocialModel
@@ -156,15 +156,20 @@ class Recommending:
         texts, known = self.model.item_texts, len(self._item_text)
         if known < len(texts):
             added = texts[known:]
-            new_texts = [t for t in dict.fromkeys(added) if t not in self._text_id]
-            if new_texts:
-                block = (self._persona_vectors @ self._encode(new_texts).T).astype(np.float32)
-                self._text_similarity = np.concatenate([self._text_similarity, block], axis=1)
-                base = len(self._text_id)
-                self._text_id.update((t, base + k) for k, t in enumerate(new_texts))
+            self.add_texts(added)
             ids = np.array([self._text_id[t] for t in added], dtype=np.int32)
             self._item_text = np.concatenate([self._item_text, ids])
         return self._text_similarity[:, self._item_text[items]]
+
+    def add_texts(self, texts: list[str]) -> None:
+        """Embed texts not seen before and compare them with every persona (a posting pool: all at once, at
+        setup, rather than a few each step)."""
+        new_texts = [t for t in dict.fromkeys(texts) if t not in self._text_id]
+        if new_texts and self._encode is not None:
+            block = (self._persona_vectors @ self._encode(new_texts).T).astype(np.float32)
+            self._text_similarity = np.concatenate([self._text_similarity, block], axis=1)
+            base = len(self._text_id)
+            self._text_id.update((t, base + k) for k, t in enumerate(new_texts))
 
     def _recent(self, t: int) -> np.ndarray:
         m = self.model
@@ -182,7 +187,7 @@ class Recommending:
         score = np.full(merged.shape, -np.inf, dtype=np.float32)
         valid = merged >= 0
         if valid.any():
-            items = np.unique(merged[valid])
+            items = sorted_unique(merged[valid])
             sim = self._similarity_of(items)
             column = np.searchsorted(items, np.maximum(merged, 0))
             score = np.where(valid, np.take_along_axis(sim, column, axis=1), -np.inf)
@@ -209,10 +214,10 @@ class Recommending:
         keep = item >= 0
         archetype, item = archetype[keep], item[keep]
         # One row per (archetype, post): a post found by two sources is scored once.
-        key = np.unique(archetype.astype(np.int64) * len(m.item_ids) + item)
+        key = sorted_unique(archetype.astype(np.int64) * len(m.item_ids) + item)
         archetype, item = (key // len(m.item_ids)).astype(np.int32), key % len(m.item_ids)
         if len(item):
-            items = np.unique(item)
+            items = sorted_unique(item)
             sim = self._similarity_of(items)[archetype, np.searchsorted(items, item)]
         else:
             sim = np.zeros(0, dtype=np.float32)
@@ -305,4 +310,6 @@ def make_recommender(scenario, model: SocialModel) -> Recommending | None:
         from lsbm_sim.behavior.surrogate import default_encoder
 
         encoder = default_encoder()
-    return Recommending(model, recommender, encoder.encode if encoder is not None else None)
+    recommending = Recommending(model, recommender, encoder.encode if encoder is not None else None)
+    recommending.add_texts(list(model.item_texts) + (model.posting.pool.texts if model.posting is not None else []))
+    return recommending
