@@ -14,7 +14,8 @@ In the manner of X's and OASIS's recommenders, it works in two stages:
    wrote, that come from an account they follow, or that their in-network feed shows this step are dropped.
 
 Your own recommender is a class with a `score(candidates)` method returning one number per row (higher is
-shown more), and optionally a `temperature` (default 0.1). Name it in the scenario as "module:Class":
+shown more), and optionally a `temperature` (default 0.1). Name it in the scenario as "module:Class" (an
+importable module) or "file.py:Class" (a file beside the scenario):
 
 >>> class Newest:
 ...     temperature = 0.05
@@ -27,6 +28,8 @@ shown more), and optionally a `temperature` (default 0.1). Name it in the scenar
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -109,14 +112,23 @@ class RandomRecommender:
 BUILT_IN = {"interest": InterestRecommender, "popularity": PopularityRecommender, "random": RandomRecommender}
 
 
-def load_recommender(name: str) -> Any:
-    """A built-in recommender by name, or an instance of the class "module:Class" (imported, made with no
-    arguments)."""
+def load_recommender(name: str, resolve=Path) -> Any:
+    """A built-in recommender by name, or an instance of the class "module:Class" or "file.py:Class" (a file
+    path resolves against the scenario's folder), made with no arguments."""
     if name in BUILT_IN:
         return BUILT_IN[name]()
-    module_name, _, class_name = name.partition(":")
+    module_name, _, class_name = name.rpartition(":")
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
+        if module_name.endswith(".py"):
+            path = resolve(module_name)
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            if spec is None or not path.is_file():
+                raise ImportError(f"no file {path}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+        cls = getattr(module, class_name)
     except (ImportError, AttributeError) as exc:
         raise ScenarioError(f"feed.recommender: cannot load {name!r} ({exc})") from None
     recommender = cls()
@@ -304,7 +316,7 @@ def make_recommender(scenario, model: SocialModel) -> Recommending | None:
     feed = scenario.feed
     if feed.recommender == "none" or round(feed.size * feed.out_of_network) == 0:
         return None
-    recommender = load_recommender(feed.recommender)
+    recommender = load_recommender(feed.recommender, scenario.resolve)
     encoder = getattr(model.behavior, "encoder", None)
     if encoder is None and feed.recommender not in ("popularity", "random"):
         from lsbm_sim.behavior.surrogate import default_encoder
