@@ -90,12 +90,16 @@ def run(
     console.print(f"results: {out}")
 
 
+SUMMARY_POSTS = 20
+"""Posts listed in the summary table; the totals line counts them all."""
+
+
 def print_summary(result) -> None:
     """The per-post figures and the broker's statistics, as tables."""
     # Wide enough for post ids when the output is a file or a CI log (rich assumes 80 columns there).
     out = Console(width=None if sys.stdout.isatty() else 160)
     table = Table(title=f"{result.manifest['name']} (seed {result.manifest['seed']}, {result.manifest['agents']:,} agents)")
-    summary = result.summary()
+    summary = result.summary(top=SUMMARY_POSTS)
     # Labels that say what they count (a post has one cascade tree per author; see lsbm_sim.metrics).
     short = {"item_id": "post", "cascade_size": "nodes", "max_breadth": "breadth", "structural_virality": "virality",
              "half_time": "half-time"}  # fmt: skip
@@ -107,6 +111,9 @@ def print_summary(result) -> None:
     for row in summary.itertuples(index=False):
         table.add_row(*[f"{v:.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v) for v in row])
     out.print(table)
+    totals = result.totals()
+    shown = f" (the {len(summary)} of widest reach shown)" if len(summary) < totals["posts"] else ""
+    out.print(" | ".join(f"{v:,} {k}" for k, v in totals.items()) + shown, soft_wrap=True)
     broker = result.manifest["broker"]
     stats = result.manifest.get("behavior_stats", {})
     line = (

@@ -209,13 +209,26 @@ class SimulationResult:
             axis.set_xlabel("step")
         return axes
 
-    def summary(self) -> pd.DataFrame:
-        """The per-post figures a reader looks at first. Cascade columns are over the post's trees, one per
+    def summary(self, top: int | None = None) -> pd.DataFrame:
+        """The per-post figures a reader looks at first; with `top`, only the `top` posts of widest reach (a
+        platform run has tens of thousands of posts). Cascade columns are over the post's trees, one per
         author: `cascade_size` their nodes (authors + sharers), `depth` and `max_breadth` those of the deepest
         and widest tree, `structural_virality` the mean distance within a tree, `half_time` steps to half."""
         cols = ["item_id", "reach", *[r for r in self.reactions if r != "ignore"], "authors", "cascade_size",
                 "depth", "max_breadth", "structural_virality", "half_time"]  # fmt: skip
-        return self.items[[c for c in cols if c in self.items.columns]]
+        table = self.items[[c for c in cols if c in self.items.columns]]
+        if top is not None and len(table) > top:
+            table = table.sort_values(["reach", "item_id"], ascending=[False, True], kind="stable").head(top)
+        return table
+
+    def totals(self) -> dict[str, int]:
+        """The run in a few numbers: posts, exposures, and each reaction other than ignore."""
+        reactions = [r for r in self.reactions if r != "ignore" and r in self.items.columns]
+        return {
+            "posts": len(self.items),
+            "exposures": int(self.manifest.get("exposures", int(self.steps["exposures"].sum()))),
+            **{r: int(self.items[r].sum()) for r in reactions},
+        }
 
     # -------------------------------------------------------------------------------------- writing
 

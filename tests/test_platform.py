@@ -235,3 +235,32 @@ def test_a_recommender_needs_a_capped_feed_and_a_loadable_class():
 
     with pytest.raises(ScenarioError, match="no_such_module"):
         SocialModel(platform(feed={"recommender": "no_such_module:Thing"}))
+
+
+def test_the_readme_recommender_from_a_file_and_the_summary_of_many_posts(tmp_path: Path):
+    from lsbm_sim.cli import SUMMARY_POSTS
+    from lsbm_sim.recommend import RECOMMENDED
+
+    (tmp_path / "newest.py").write_text(
+        "class Newest:\n    temperature = 0.05\n\n    def score(self, candidates):\n"
+        "        return -candidates.age.astype(float)\n"
+    )
+
+    def recommended_age(recommender: str):
+        res = run(platform(steps=10, feed={"policy": "chronological", "size": 10, "recommender": recommender},
+                           posting={"rate": 0.05, "pool": str(POOL)}))  # fmt: skip
+        rec = res.events[res.events["parent_id"] == RECOMMENDED]
+        entered = rec["item_id"].astype(str).map(dict(zip(res.items["item_id"], res.items["entered"])))
+        return float((rec["step"] - entered).mean()), res
+
+    newest, res = recommended_age(f"{tmp_path / 'newest.py'}:Newest")
+    anything, _ = recommended_age("random")
+    assert newest < 0.5 * anything, (newest, anything)
+
+    # The summary lists the posts of widest reach; the totals count every post.
+    assert len(res.items) > SUMMARY_POSTS
+    top = res.summary(top=SUMMARY_POSTS)
+    assert len(top) == SUMMARY_POSTS and top["reach"].min() >= res.items["reach"].nlargest(SUMMARY_POSTS).min()
+    totals = res.totals()
+    assert totals["posts"] == len(res.items) and totals["share"] == res.items["share"].sum()
+    assert totals["exposures"] == len(res.events)
