@@ -884,6 +884,15 @@ def check_scenario(scenario: Scenario | str | Path, overrides: Sequence[str] = (
     ]
     for k, (spec, field) in enumerate(schedule):
         make_post(spec, k, spec.step, field, population, network, authors)
+    if scenario.posting is not None:  # the pool reads, and a rate column exists
+        from lsbm_sim.posting import posting_rates, read_pool
+
+        read_pool(scenario.resolve(scenario.posting.pool))
+        posting_rates(scenario.posting, population, np.random.default_rng(0))
+    if ":" in scenario.feed.recommender:  # the user's class loads
+        from lsbm_sim.recommend import load_recommender
+
+        load_recommender(scenario.feed.recommender, scenario.resolve)
     spec = scenario.behavior
     if spec.head is not None and not scenario.resolve(spec.head).is_file():
         from lsbm_sim.errors import ScenarioError

@@ -264,3 +264,14 @@ def test_the_readme_recommender_from_a_file_and_the_summary_of_many_posts(tmp_pa
     totals = res.totals()
     assert totals["posts"] == len(res.items) and totals["share"] == res.items["share"].sum()
     assert totals["exposures"] == len(res.events)
+
+
+def test_validate_reads_the_pool_and_loads_the_recommender(tmp_path: Path):
+    from lsbm_sim.errors import DataError
+    from lsbm_sim.model import check_scenario
+
+    assert check_scenario(platform())["agents"] == 400
+    with pytest.raises(DataError, match="file not found"):
+        check_scenario(platform(posting={"rate": 0.1, "pool": str(tmp_path / "missing.csv")}))
+    with pytest.raises(ScenarioError, match="cannot load"):
+        check_scenario(platform(feed={"recommender": f"{tmp_path / 'none.py'}:Thing"}))
