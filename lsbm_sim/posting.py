@@ -13,7 +13,6 @@ choice is uniform. Every draw comes from the model's `posting` stream, one vecto
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,50 +36,20 @@ class Pool:
 
 
 def read_pool(path: Path) -> Pool:
-    """Read a pool file (.csv, .parquet, .jsonl/.json lines) with a `text` column and an optional `topic`."""
+    """Read a pool file (.csv, .tsv, .parquet, .jsonl) with a `text` column and an optional `topic`."""
+    from lsbm_sim.bft.data import describe_rows, load_table
+    from lsbm_sim.bft.instructions import read_jsonl
+
     if not path.is_file():
         raise DataError(f"posting.pool: file not found: {path}")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
-            first_row = 2  # line of the first data row (after the header)
-        elif suffix == ".parquet":
-            frame = pd.read_parquet(path)
-            first_row = 0  # rows, counted from 0
-        elif suffix in (".jsonl", ".json", ".ndjson"):
-            records = []
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}: line {number}: not JSON ({exc.msg})") from None
-                if not isinstance(record, dict):
-                    raise DataError(f"{path}: line {number}: expected an object with 'text'")
-                records.append({**record, "_line": number})
-            frame = pd.DataFrame(records)
-            first_row = None
-        else:
-            raise DataError(f"posting.pool: {path}: expected a .csv, .parquet or .jsonl file")
-    except (UnicodeDecodeError, pd.errors.ParserError, OSError, ValueError) as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"{path}: unreadable ({exc})") from None
+    # JSONL through the reader that names a bad line; the rest through the table loader the fine-tuning uses.
+    frame = pd.DataFrame(read_jsonl(path)) if path.suffix.lower() in (".jsonl", ".ndjson") else load_table(path)
     if "text" not in frame.columns:
-        raise DataError(f"{path}: no 'text' column (columns: {[c for c in frame.columns if c != '_line']})")
-
-    def where(i: int) -> str:
-        if first_row is None:
-            return f"line {int(frame['_line'].iloc[i])}"
-        return f"line {first_row + i}" if suffix == ".csv" else f"row {i}"
-
-    texts = []
-    for i, text in enumerate(frame["text"].tolist()):
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{path}: {where(i)}: 'text' is empty")
-        texts.append(text)
+        raise DataError(f"{path}: no 'text' column (columns: {list(frame.columns)})")
+    texts = frame["text"].tolist()
+    empty = [i + 1 for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if empty:
+        raise DataError(f"{path}: 'text' is empty in {describe_rows(empty)}")
     if not texts:
         raise DataError(f"{path}: no posts")
     topics = [None] * len(texts)

@@ -8,31 +8,30 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import small_scenario
 from lsbm_sim import Scenario, run
 from lsbm_sim.errors import ScenarioError
 
 
-def small(**extra) -> Scenario:
-    data = {
-        "name": "platform",
-        "seed": 4,
-        "steps": 8,
-        "population": {"size": 400, "activity": 0.6},
-        "network": {"kind": "barabasi_albert", "params": {"m": 3}},
-        "content": [
-            {"id": "a", "text": "first", "author": {"strategy": "influencer", "count": 3}},
-            {"id": "b", "text": "second", "author": {"strategy": "random", "count": 5}, "step": 2},
-        ],
-        "feed": {"policy": "chronological", "size": 5},
-        "behavior": {"backend": "constant", "probabilities": {"like": 0.1, "share": 0.25, "comment": 0.05}},
-    }
-    for dotted, value in extra.items():
+def with_fields(data: dict, fields: dict) -> dict:
+    """`data` with fields set by keyword: results__events="none" sets data["results"]["events"]."""
+    for dotted, value in fields.items():
         node = data
         *head, last = dotted.split("__")
         for part in head:
             node = node.setdefault(part, {})
         node[last] = value
-    return Scenario.from_dict(data)
+    return data
+
+
+def small(**extra) -> Scenario:
+    data = small_scenario(
+        seed=4,
+        population={"size": 400, "activity": 0.6},
+        feed={"policy": "chronological", "size": 5},
+        behavior={"backend": "constant", "probabilities": {"like": 0.1, "share": 0.25, "comment": 0.05}},
+    )
+    return Scenario.from_dict(with_fields(data, extra))
 
 
 def test_results_events_keeps_all_engaged_or_none_and_the_tables_either_way(tmp_path: Path):
@@ -67,13 +66,7 @@ def platform(**extra) -> Scenario:
     """People posting from the shipped pool, no hand-listed posts."""
     base = small(content=[], posting={"rate": 0.02, "pool": str(POOL)}, behavior=CONSTANT)
     data = base.model_dump(mode="json")
-    for dotted, value in extra.items():
-        node = data
-        *head, last = dotted.split("__")
-        for part in head:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return Scenario.from_dict(data)
+    return Scenario.from_dict(with_fields(data, extra))
 
 
 def test_people_post_from_the_pool_at_their_rate_and_unseeable_posts_retire():
@@ -121,8 +114,8 @@ def test_posting_by_interest_puts_posts_near_their_authors_interests():
     "content, words",
     [
         ('{"topic": "x"}\n', "no 'text' column"),
-        ('{"text": "fine"}\n\n{"text": "  "}\n', "line 3: 'text' is empty"),
-        ('{"text": "fine"}\nnot json\n', "line 2: not JSON"),
+        ('{"text": "fine"}\n\n{"text": "  "}\n', "'text' is empty in row 2"),
+        ('{"text": "fine"}\nnot json\n', "line 2 is not valid JSON"),
     ],
 )
 def test_a_bad_pool_is_named_with_its_line(tmp_path: Path, content: str, words: str):
