@@ -12,11 +12,12 @@ about 0.6 GB per 1,000 posts at 100,000 people whatever happened).
 
 Why an open-addressing hash table in numpy arrays (linear probing, one int64 key = post * people + person):
 a step reads the facts of every pending feed entry and of every exposure (millions of pairs) and writes those of
-every exposure and delivery, all as whole arrays. Measured on this machine (`benchmarks/bench_state.py`) a look-up
-of a million keys among 50 million takes a few probes per key here, against some 26 scattered reads for a
-binary search in one sorted key array (about 3 to 5 times slower), and a sorted array also needs a merge of the
-whole table, or a growing list of sorted runs to search, to take a step's new pairs; scipy.sparse matrices
-rebuild their index on every insertion. The table costs 14 bytes per slot, kept at most 60% full.
+every exposure and delivery, all as whole arrays. Measured on this machine (`benchmarks/bench_state.py`, figures
+in benchmarks/RESULTS.md): a million look-ups among 10 million stored pairs take 0.54 s in the hash table and
+6.7 s as binary searches in one sorted key array (12x; a binary search makes some 23 scattered reads per
+key); a sorted array would also need a merge of the whole table, or a growing list of sorted runs to search, to
+take a step's new pairs, and scipy.sparse matrices rebuild their index on every insertion. The price is room:
+14 bytes per slot, between 22% and 60% of slots in use (23 to 62 bytes per pair).
 
 Entries of retired posts (no one can be shown them again) are dropped when the table fills up, before it grows.
 """
