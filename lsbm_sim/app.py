@@ -2,9 +2,9 @@
 
     lsbm-sim app scenarios/eco_product_launch.yaml        (or: solara run lsbm_sim/app.py)
 
-Controls pick the scenario, feed policy, feed size and population size; the page plots reactions and reach
-per step (from Mesa's DataCollector), lists the posts with their cascade metrics, and draws the largest
-cascade tree so far.
+Controls pick the scenario, feed policy, feed size and population size, starting at the values the scenario
+file sets; the page plots reactions and reach per step (from Mesa's DataCollector), lists the 20 posts of widest
+reach with their cascade metrics, and draws the largest cascade tree so far.
 """
 
 from __future__ import annotations
@@ -34,19 +34,35 @@ DEFAULT_SCENARIO = os.environ.get("LSBM_APP_SCENARIO", str(SCENARIO_DIR / "eco_p
 
 
 class AppModel(SocialModel):
-    """A SocialModel built from the page's controls (SolaraViz rebuilds the model from keyword arguments)."""
+    """A SocialModel built from the page's controls (SolaraViz rebuilds the model from keyword arguments). A
+    control left unset keeps the scenario's own value, so the page opens the scenario as it was written."""
 
     def __init__(
         self,
         scenario: str = DEFAULT_SCENARIO,
-        feed_policy: str = "chronological",
-        feed_size: int = 10,
-        population_size: int = 2000,
+        feed_policy: str | None = None,
+        feed_size: int | None = None,
+        population_size: int | None = None,
         seed: int | None = None,
         rng=None,
     ):
-        overrides = [f"feed.policy={feed_policy}", f"feed.size={int(feed_size)}", f"population.size={int(population_size)}"]
+        overrides = [
+            f"{field}={value}"
+            for field, value in (("feed.policy", feed_policy), ("feed.size", feed_size), ("population.size", population_size))
+            if value is not None
+        ]
         super().__init__(scenario, seed=None if seed is None else int(seed), overrides=overrides)
+
+
+def scenario_settings(path: str) -> dict:
+    """The feed policy, feed size and population size the scenario file sets (the controls start there)."""
+    from lsbm_sim.scenario import Scenario
+
+    s = Scenario.from_yaml(path)
+    return {"feed_policy": s.feed.policy, "feed_size": s.feed.size or 10, "population_size": s.population.size or 2000}
+
+
+OPENED = scenario_settings(DEFAULT_SCENARIO)
 
 
 def scenario_choices() -> list[str]:
@@ -58,21 +74,29 @@ MODEL_PARAMS = {
     "scenario": {"type": "Select", "value": DEFAULT_SCENARIO, "values": scenario_choices(), "label": "Scenario"},
     "feed_policy": {
         "type": "Select",
-        "value": "chronological",
+        "value": OPENED["feed_policy"],
         "values": ["chronological", "popularity", "random", "all"],
         "label": "Feed policy",
     },
-    "feed_size": {"type": "SliderInt", "value": 10, "min": 1, "max": 30, "step": 1, "label": "Posts looked at per step"},
-    "population_size": {"type": "SliderInt", "value": 2000, "min": 200, "max": 20000, "step": 200, "label": "People"},
+    "feed_size": {"type": "SliderInt", "value": OPENED["feed_size"], "min": 1, "max": max(30, OPENED["feed_size"]),
+                  "step": 1, "label": "Posts looked at per step"},  # fmt: skip
+    "population_size": {"type": "SliderInt", "value": OPENED["population_size"], "min": 200,
+                        "max": max(20000, OPENED["population_size"]), "step": 200, "label": "People"},  # fmt: skip
 }
+
+
+TOP_POSTS = 20
 
 
 @solara.component
 def PostTable(model: SocialModel):
-    """Each post's reach, reactions and cascade metrics so far."""
+    """The posts of widest reach so far, with reactions and cascade metrics (a platform has thousands)."""
     update_counter.get()  # re-render after every step the page takes
     table = model.items_table().drop(columns=["text"])
-    solara.Markdown(f"**Step {model.steps_completed}** of {model.scenario.steps}")
+    shown = table.sort_values(["reach", "item_id"], ascending=[False, True], kind="stable").head(TOP_POSTS)
+    solara.Markdown(f"**Step {model.steps_completed}** of {model.scenario.steps}: {len(table):,} posts, "
+                    f"the {len(shown)} of widest reach")  # fmt: skip
+    table = shown
     solara.DataFrame(table, items_per_page=10)
 
 
