@@ -30,12 +30,19 @@ with warnings.catch_warnings():  # solara's hook checker complains about Mesa's 
 from lsbm_sim.model import SocialModel  # noqa: E402
 
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
-DEFAULT_SCENARIO = os.environ.get("LSBM_APP_SCENARIO", str(SCENARIO_DIR / "eco_product_launch.yaml"))
+
+
+def default_scenario() -> str:
+    """The scenario the page opens: the one `lsbm-sim app SCENARIO` was given (it sets LSBM_APP_SCENARIO)."""
+    return os.environ.get("LSBM_APP_SCENARIO", str(SCENARIO_DIR / "eco_product_launch.yaml"))
+
+
+DEFAULT_SCENARIO = default_scenario()
 
 
 class AppModel(SocialModel):
-    """A SocialModel built from the page's controls (SolaraViz rebuilds the model from keyword arguments). A
-    control left unset keeps the scenario's own value, so the page opens the scenario as it was written."""
+    """A SocialModel built from the page's controls (SolaraViz rebuilds the model from keyword arguments).
+    A control left at None keeps the scenario's own value."""
 
     def __init__(
         self,
@@ -46,43 +53,48 @@ class AppModel(SocialModel):
         seed: int | None = None,
         rng=None,
     ):
-        overrides = [
-            f"{field}={value}"
-            for field, value in (("feed.policy", feed_policy), ("feed.size", feed_size), ("population.size", population_size))
-            if value is not None
-        ]
+        overrides = []
+        if feed_policy is not None:
+            overrides.append(f"feed.policy={feed_policy}")
+        if feed_size is not None:
+            overrides.append(f"feed.size={int(feed_size)}")
+        if population_size is not None:
+            overrides.append(f"population.size={int(population_size)}")
         super().__init__(scenario, seed=None if seed is None else int(seed), overrides=overrides)
+        self.scenario_path = str(scenario)
 
 
-def scenario_settings(path: str) -> dict:
-    """The feed policy, feed size and population size the scenario file sets (the controls start there)."""
+def scenario_choices(current: str = DEFAULT_SCENARIO) -> list[str]:
+    choices = sorted(str(p) for p in SCENARIO_DIR.glob("*.yaml"))
+    return choices if current in choices else [current, *choices]
+
+
+def model_params(scenario: str = DEFAULT_SCENARIO) -> dict:
+    """The page's controls, starting at the scenario's own values (a control the scenario leaves open, such as
+    the size of a population read from a file, is not offered)."""
     from lsbm_sim.scenario import Scenario
 
-    s = Scenario.from_yaml(path)
-    return {"feed_policy": s.feed.policy, "feed_size": s.feed.size or 10, "population_size": s.population.size or 2000}
+    spec = Scenario.from_yaml(scenario)
+    params = {
+        "scenario": {"type": "Select", "value": str(scenario), "values": scenario_choices(str(scenario)), "label": "Scenario"},
+        "feed_policy": {
+            "type": "Select",
+            "value": spec.feed.policy,
+            "values": ["chronological", "popularity", "random", "all"],
+            "label": "Feed policy",
+        },
+    }
+    if spec.feed.size is not None:
+        params["feed_size"] = {"type": "SliderInt", "value": spec.feed.size, "min": 1, "max": max(30, spec.feed.size),
+                               "step": 1, "label": "Posts looked at per step"}  # fmt: skip
+    if spec.population.size is not None:
+        size = spec.population.size
+        params["population_size"] = {"type": "SliderInt", "value": size, "min": min(200, size),
+                                     "max": max(20000, size), "step": 100, "label": "People"}  # fmt: skip
+    return params
 
 
-OPENED = scenario_settings(DEFAULT_SCENARIO)
-
-
-def scenario_choices() -> list[str]:
-    choices = sorted(str(p) for p in SCENARIO_DIR.glob("*.yaml"))
-    return choices if DEFAULT_SCENARIO in choices else [DEFAULT_SCENARIO, *choices]
-
-
-MODEL_PARAMS = {
-    "scenario": {"type": "Select", "value": DEFAULT_SCENARIO, "values": scenario_choices(), "label": "Scenario"},
-    "feed_policy": {
-        "type": "Select",
-        "value": OPENED["feed_policy"],
-        "values": ["chronological", "popularity", "random", "all"],
-        "label": "Feed policy",
-    },
-    "feed_size": {"type": "SliderInt", "value": OPENED["feed_size"], "min": 1, "max": max(30, OPENED["feed_size"]),
-                  "step": 1, "label": "Posts looked at per step"},  # fmt: skip
-    "population_size": {"type": "SliderInt", "value": OPENED["population_size"], "min": 200,
-                        "max": max(20000, OPENED["population_size"]), "step": 200, "label": "People"},  # fmt: skip
-}
+MODEL_PARAMS = model_params()
 
 
 TOP_POSTS = 20
@@ -136,9 +148,11 @@ def CascadeView(model: SocialModel):
     plt.close(fig)
 
 
-def make_page(model: SocialModel | None = None):
-    """The SolaraViz page for a model (a default AppModel if none is given)."""
-    model = model if model is not None else AppModel()
+def make_page(model: SocialModel | None = None, scenario: str | None = None):
+    """The SolaraViz page for a model, or for a scenario (default: the one the page was opened with)."""
+    if model is None:
+        model = AppModel(scenario or default_scenario())
+    path = getattr(model, "scenario_path", None) or scenario or default_scenario()
     reactions = [r for r in model.reactions if r != "ignore"]
     return SolaraViz(
         model,
@@ -148,7 +162,7 @@ def make_page(model: SocialModel | None = None):
             PostTable,
             CascadeView,
         ],
-        model_params=MODEL_PARAMS,
+        model_params=model_params(path),
         name="lsbm-sim",
     )
 

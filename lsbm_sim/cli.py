@@ -25,6 +25,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from lsbm_sim import interrupts
 from lsbm_sim.errors import LsbmError
 
 app = typer.Typer(
@@ -58,13 +59,19 @@ def run(
     steps: Annotated[int | None, typer.Option(help="Number of steps (default: the scenario's).")] = None,
     set_: SetOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace the results already in --out.")] = False,
 ) -> None:
     """Run a scenario and write its results folder."""
     from lsbm_sim.model import load_scenario
     from lsbm_sim.model import run as run_scenario
+    from lsbm_sim.results import MANIFEST, check_output_folder, partial_dir
 
+    check_seed(seed)
     spec = load_scenario(scenario, _overrides(set_, steps=steps))
     out = out if out is not None else Path("results") / spec.name
+    check_output_folder(out)
+    if (out / MANIFEST).is_file() and not overwrite:
+        raise LsbmError(f"--out {out}: holds the results of an earlier run; pass --overwrite to replace them")
     # The bar starts with the first step, so that a setup error (a bad file, say) prints alone.
     bar: dict[str, Progress] = {}
 
@@ -80,8 +87,17 @@ def run(
             bar["task"] = bar["progress"].add_task(spec.name, total=total)
         bar["progress"].update(bar["task"], completed=done)
 
+    partial = partial_dir(out)
+    earlier_partial = partial.stat().st_mtime_ns if partial.is_dir() else None
     try:
         result = run_scenario(spec, seed=seed, out=out, progress=advance)
+    except interrupts.Interrupted as exc:
+        kept = partial.is_dir() and partial.stat().st_mtime_ns != earlier_partial
+        exc.kept = (
+            f"kept the finished steps in {partial}/ (load_results(path, allow_incomplete=True) reads it)"
+            if kept else "stopped before the first step ended; nothing was kept"
+        )  # fmt: skip
+        raise
     finally:
         if bar:
             bar["progress"].stop()
@@ -92,6 +108,11 @@ def run(
 
 SUMMARY_POSTS = 20
 """Posts listed in the summary table; the totals line counts them all."""
+
+
+def check_seed(seed: int | None) -> None:
+    if seed is not None and seed < 0:
+        raise LsbmError(f"--seed {seed}: a seed is a whole number from 0 up")
 
 
 def print_summary(result) -> None:
@@ -174,28 +195,63 @@ def sweep(
     ray_address: Annotated[str | None, typer.Option(help="Address of a running Ray cluster.")] = None,
     set_: SetOption = None,
 ) -> None:
-    """Run a scenario over a grid of field values with replications; print mean and spread per combination."""
+    """Run a scenario over a grid of field values with replications; print mean and spread per combination.
+
+    Every finished run is kept under DIR/runs/: the same command again skips them, so an interrupted sweep is
+    finished by running it again."""
     from lsbm_sim.model import load_scenario
-    from lsbm_sim.sweep import summarize
+    from lsbm_sim.sweep import SweepFailed, check_metric, summarize
     from lsbm_sim.sweep import sweep as run_sweep
 
+    check_seed(seed)
     spec = load_scenario(scenario, _overrides(set_))
+    parsed = _parse_grid(grid)
+    check_metric(spec, parsed, metric)
     out = out if out is not None else Path("results") / f"{spec.name}-sweep"
-    with Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("runs", total=None)
+    failure: SweepFailed | None = None
+    bar: dict[str, Progress] = {}
+
+    def advance(done: int, total: int) -> None:  # the bar starts once the sweep's arguments have been checked
+        if not bar:
+            bar["progress"] = Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(),
+                                       TimeElapsedColumn(), console=console)  # fmt: skip
+            bar["progress"].start()
+            bar["task"] = bar["progress"].add_task("runs", total=total)
+        bar["progress"].update(bar["task"], completed=done, total=total)
+
+    try:
         table = run_sweep(
-            spec, _parse_grid(grid), replications=replications, seed=seed, executor=executor, workers=workers,
-            out=out, keep_runs=keep_runs, ray_address=ray_address,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            spec, parsed, replications=replications, seed=seed, executor=executor, workers=workers,
+            out=out, keep_runs=keep_runs, ray_address=ray_address, progress=advance,
         )  # fmt: skip
+    except SweepFailed as exc:
+        failure, table = exc, exc.table
+    finally:
+        if bar:
+            bar["progress"].stop()
     summary = summarize(table, metric)
-    show = Table(title=f"{spec.name}: {metric} per post ({replications} replications)")
+    show = Table(title=f"{spec.name}: {metric} per post ({replications} replications, 95% intervals)")
     for column in summary.columns:
         show.add_column(column.removeprefix("param:"), justify="right")
     for row in summary.itertuples(index=False):
         show.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row])
     Console(width=None if sys.stdout.isatty() else 160).print(show)
+    if summary.attrs.get("baseline"):
+        console.print(f"diff: paired difference from {_params_text(summary.attrs['baseline'])}, run by run (common random numbers)")
+    for name in summary.attrs.get("unchanged", []):
+        values = ", ".join(str(v) for v in parsed[name])
+        console.print(
+            f"note: {name} changed no result: the runs with {name} = {values} agree figure for figure "
+            "(on this scenario the parameter has no effect)"
+        )
     console.print(f"sweep table: {out / 'sweep.parquet'}")
+    if failure is not None:
+        console.print(f"[bold red]error:[/] {escape(str(failure))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _params_text(params: dict) -> str:
+    return ", ".join(f"{k.removeprefix('param:')}={v}" for k, v in params.items())
 
 
 @app.command()
@@ -330,8 +386,14 @@ def app_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Open the interactive page (Mesa's SolaraViz): step a scenario and watch posts spread."""
+    import socket
     import subprocess
 
+    with socket.socket() as probe:  # a port in use fails here, as one line, not after the server has started
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise LsbmError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); choose another port") from None
     if scenario is not None:
         from lsbm_sim.model import check_scenario
 
@@ -362,35 +424,60 @@ def _register_optional_commands() -> None:
         app.add_typer(bft_app, name="bft", help="Behavior instruction fine-tuning: prepare, train, eval.")
     except ImportError:
         pass
+    from lsbm_sim.behavior.appeal_cli import appeal_app
+
+    app.add_typer(appeal_app, name="appeal", help="Content appeal learned from real A/B tests: rebuild the read-out.")
 
 
 _register_optional_commands()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app; user errors become one line and exit code 2."""
+    """Entry point: run the app and return its exit code. User errors become one line and exit code 2; Ctrl-C
+    and SIGTERM stop the command (a run at the end of its step), say what was kept, and exit 130 and 143."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        app(args=argv, standalone_mode=False)
-    except LsbmError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return 2
-    except KeyboardInterrupt:
-        console.print("interrupted")
-        return 130
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
-        return 1
-    except Exception as exc:
-        # The command line's own usage errors (a missing argument, an unknown option) know how to show
-        # themselves and carry exit code 2. (typer >= 0.20 vendors click; older typer raises click's classes.)
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
+    _log_to_console()
+    with interrupts.handle_signals():
+        try:
+            code = app(args=argv, standalone_mode=False)
+        except LsbmError as exc:
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            return 2
+        except interrupts.Interrupted as exc:
+            kept = getattr(exc, "kept", None)
+            console.print(f"interrupted by {exc.name}" + (f": {escape(kept)}" if kept else ""), highlight=False)
             return exc.exit_code
-        raise
-    return 0
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            return 130
+        except typer.Exit as exc:
+            return exc.exit_code
+        except typer.Abort:
+            return 1
+        except Exception as exc:
+            # The command line's own usage errors (a missing argument, an unknown option) know how to show
+            # themselves and carry exit code 2. (typer >= 0.20 vendors click; older typer raises click's classes.)
+            if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
+                exc.show()
+                return exc.exit_code
+            raise
+    # A command returns None when it succeeds; typer returns an Exit's code (a command's failure, or 130 for a
+    # Ctrl-C it caught itself) instead of raising it.
+    return code if isinstance(code, int) else 0
+
+
+def _log_to_console() -> None:
+    """The package's warnings (a stale staging folder removed, say) as one line each on stderr."""
+    import logging
+
+    logger = logging.getLogger("lsbm_sim")
+    if not any(getattr(h, "_lsbm_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler.setLevel(logging.WARNING)
+        handler._lsbm_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from mesa.agent import AgentSet
 
+from lsbm_sim import interrupts
 from lsbm_sim.agents import UserAgent
 from lsbm_sim.behavior import BehaviorModel, Broker, make_behavior_model
 from lsbm_sim.behavior.base import (
@@ -483,12 +484,17 @@ class SocialModel(mesa.Model):
     # ------------------------------------------------------------------------------------------- running
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Run the remaining steps; `progress(done, total)` is called after each step."""
+        """Run the remaining steps; `progress(done, total)` is called after each step.
+
+        Under the command's signal handling (`lsbm_sim.interrupts`), Ctrl-C or SIGTERM stops the run at the end
+        of the step it arrives in, raising `Interrupted`, so that what is kept is whole steps."""
         total = self.scenario.steps
-        while self.running and self.steps < total:
-            self.step()
-            if progress is not None:
-                progress(self.steps, total)
+        with interrupts.deferred():
+            while self.running and self.steps < total:
+                self.step()
+                if progress is not None:
+                    progress(self.steps, total)
+                interrupts.raise_if_requested()
         self.running = False
 
     def events_so_far(self) -> pd.DataFrame:

@@ -7,6 +7,8 @@ million agents share a few thousand persona texts at most: prompts stay few and 
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,6 +164,11 @@ def read_population(spec: PopulationSpec, path: Path, rng: np.random.Generator) 
             rows = [line(i) for i in np.flatnonzero(empty.to_numpy())[:5]]
             raise DataError(f"{path}: empty 'persona' text on line(s) {rows}")
     else:
+        for column in ("age_band", "interests", "leaning"):
+            empty = frame[column].str.strip() == ""
+            if empty.any():
+                rows = [line(i) for i in np.flatnonzero(empty.to_numpy())[:5]]
+                raise DataError(f"{path}: empty {column!r} on line(s) {rows}; give every row its traits")
         texts = pd.Series(
             [
                 persona_text(a, tuple(s.strip() for s in i.split(";") if s.strip()), le, su)
@@ -205,4 +212,27 @@ def build_population(spec: PopulationSpec, n: int | None, rng: np.random.Generat
     size = n if n is not None else spec.size
     if size is None:  # the schema's validator prevents this
         raise ScenarioError("population.size is required")
+    check_fits_in_memory(size)
     return draw_population(spec, size, rng)
+
+
+BYTES_PER_AGENT = 1400
+"""A million people take 1.4 GB in a run (README, benchmarks/RESULTS.md): the estimate a size is checked with."""
+
+
+def check_fits_in_memory(size: int) -> None:
+    """Refuse, before allocating anything, a population this machine's memory cannot hold."""
+    need = size * BYTES_PER_AGENT
+    have = physical_memory()
+    if have is not None and need > have:
+        raise ScenarioError(
+            f"population.size: {size:,} people need about {need / 2**30:,.0f} GiB of memory; this machine has "
+            f"{have / 2**30:,.0f} GiB"
+        )
+
+
+def physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system that says
+        return None

@@ -16,6 +16,7 @@ no folder looking complete: what it had gathered goes to `<out>.partial/` with `
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from lsbm_sim.errors import LsbmError
 
 EVENTS, STEPS, ITEMS, AGENTS, MANIFEST = "events.parquet", "steps.parquet", "items.parquet", "agents.parquet", "manifest.json"
 CASCADES = "cascades.parquet"
+logger = logging.getLogger(__name__)
+
 FLUSH_ROWS = 1_000_000
 """Event rows buffered before a row group is written (depends only on the data, so output is reproducible)."""
 
@@ -148,7 +151,7 @@ class SimulationResult:
     """A run's tables and manifest. `events` is read from disk on first use when the run wrote a folder.
 
     >>> res = run("scenarios/eco_product_launch.yaml", seed=7)  # doctest: +SKIP
-    >>> res.items[["item_id", "reach", "shares", "cascade_size"]]  # doctest: +SKIP
+    >>> res.items[["item_id", "reach", "share", "cascade_size"]]  # doctest: +SKIP
     """
 
     steps: pd.DataFrame
@@ -266,23 +269,64 @@ def _json_default(value: Any) -> Any:
 
 
 def check_output_folder(out: Path) -> None:
-    """Refuse to overwrite a folder that is not a previous results folder (checked before a run starts)."""
+    """Refuse, before a run starts, a folder that cannot hold results: one that exists and is not a previous
+    results folder, one under a file, or one in a kernel file system (/proc, /sys, /dev)."""
+    resolved = out.resolve()
+    if resolved.parts[1:2] and resolved.parts[1] in ("proc", "sys", "dev"):
+        raise LsbmError(f"--out {out}: /{resolved.parts[1]} is not a place for results; choose another folder")
+    for parent in resolved.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise LsbmError(f"--out {out}: {parent} is a file, not a folder")
+            break
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).exists())):
         raise LsbmError(f"--out {out}: exists and is not a results folder; choose another folder")
 
 
 def staging_dir(out: Path) -> Path:
-    """A fresh folder beside `out` to write into before renaming it into place."""
+    """A fresh folder beside `out` to write into before renaming it into place. Staging folders that a killed
+    run left beside `out` (their process is gone) are removed first."""
     check_output_folder(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(out)
+        staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as exc:
+        raise LsbmError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
     return staging
 
 
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Remove `.<name>.staging-<pid>` and `.<name>.old-<pid>` folders beside `out` whose process is gone (a run
+    killed with SIGKILL cannot clean up after itself). Returns what was removed."""
+    removed = []
+    for kind in ("staging", "old"):
+        for folder in out.parent.glob(f".{out.name}.{kind}-*"):
+            pid = folder.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _process_alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+                logger.warning("removed %s, left by a run that was killed (process %s)", folder, pid)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def publish(staging: Path, out: Path) -> None:
-    """Move a complete staging folder to `out`, replacing a previous results folder there."""
+    """Move a complete staging folder to `out`, replacing a previous results folder there, and remove a
+    `<out>.partial/` an earlier, interrupted run left (it would otherwise sit beside results it does not match)."""
     old = None
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -291,6 +335,7 @@ def publish(staging: Path, out: Path) -> None:
     staging.rename(out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(partial_dir(out), ignore_errors=True)
 
 
 def partial_dir(out: Path) -> Path:

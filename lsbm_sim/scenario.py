@@ -460,7 +460,7 @@ class Scenario(Strict):
 
     name: str = "scenario"
     description: str = ""
-    seed: int = 0
+    seed: NonNegativeInt = 0
     steps: PositiveInt = 24
     population: PopulationSpec = Field(default_factory=PopulationSpec)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
@@ -548,11 +548,37 @@ def _entry_ids(entry: PostSpec | PostBatchSpec) -> list[str]:
     return entry.ids() if isinstance(entry, PostBatchSpec) else [entry.id]
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: Any, line: int):
+        super().__init__(f"duplicate key {key!r} on line {line}")
+        self.key, self.line = key, line
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error instead of the last one
+    winning (a scenario with two `feed:` blocks would otherwise run with only the second)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key; the base class reports it
+                break
+            if duplicate:
+                raise DuplicateKeyError(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ScenarioError(f"{path}: scenario file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506 (a safe loader)
+    except DuplicateKeyError as exc:
+        raise ScenarioError(f"{path}: line {exc.line}: {exc.key!r} is given twice (the second would silently win)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -579,6 +605,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         if _is_type_mismatch(err) and any(other[: len(loc)] == loc for other in specific):
             continue
         path = ".".join(loc)
+        if not path.isprintable():  # a key with a control character would otherwise break the line
+            path = path.encode("unicode_escape").decode("ascii")
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"

@@ -5,17 +5,28 @@ combination uses the same seed (base seed + r): comparisons between combinations
 numbers (common random numbers), which makes differences between them less noisy. Each run's result depends
 only on its scenario and seed, so the table is the same whatever the number of workers or the executor.
 
+With a folder (`out`), nothing finished is lost: every run writes its own folder `out/runs/<id>/` atomically
+(the id is a hash of the run's resolved scenario and seed), and a sweep into a folder that already holds some
+of its runs uses them instead of running them again. A sweep killed part-way (SIGKILL, a machine going down)
+is finished by running the same command again; none of its runs is lost or counted twice. A run that fails is
+recorded with its error and the others go on; `SweepFailed` then names it.
+
 >>> table = sweep("scenarios/headline_ab_test.yaml", {"feed.size": [4, 8]}, replications=5)  # doctest: +SKIP
 >>> summarize(table, "share")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
+import shutil
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -25,20 +36,36 @@ from typing import Any
 import pandas as pd
 
 from lsbm_sim.errors import LsbmError
+from lsbm_sim.results import remove_stale_staging
 from lsbm_sim.scenario import Scenario
 
 PARAM_PREFIX = "param:"
+RUNS, ROWS, TABLE, PARTIAL_TABLE = "runs", "rows.parquet", "sweep.parquet", "sweep.partial.parquet"
+JOB_COLUMNS = ("run", "combination", "replication", "seed", "run_id")
+NOT_RESULTS = ("seconds", "error", "item_id")
+"""Columns that are not a run's figures: when they differ between two runs, the runs still agree."""
+
+
+class SweepFailed(LsbmError):
+    """Some runs of a sweep failed; the others finished. `table` has every run, the failed ones with `error`."""
+
+    def __init__(self, message: str, table: pd.DataFrame, failed: dict[int, str]):
+        super().__init__(message)
+        self.table = table
+        self.failed = failed
 
 
 @dataclass(frozen=True)
 class Job:
-    """One run of a sweep: which combination, which replication, with which overrides and seed."""
+    """One run of a sweep: which combination, which replication, with which overrides and seed; `run_id` names
+    its folder under `runs/` (set by `sweep`, from the resolved scenario and seed)."""
 
     run: int
     combination: int
     replication: int
     seed: int
     params: dict[str, Any] = field(hash=False)
+    run_id: str = ""
 
     @property
     def overrides(self) -> list[str]:
@@ -60,25 +87,59 @@ def make_jobs(grid: Mapping[str, Sequence[Any]], replications: int, base_seed: i
     return jobs
 
 
+def run_id(spec: Scenario, seed: int) -> str:
+    """A run's identity: its resolved scenario (every field, and the folder its paths resolve against) and seed.
+    Two jobs with the same id are the same run and give the same result."""
+    document = {"scenario": spec.model_dump(mode="json"), "base_dir": str(spec.base_dir), "seed": seed}
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def run_job(scenario: dict[str, Any], base_dir: str, job: Job, runs_dir: str | None = None,
-            rows: str = "items") -> pd.DataFrame:  # fmt: skip
-    """Run one job and return its per-post table (`rows="cascades"`: per cascade tree) with the job's
-    parameters (runs in a worker process)."""
+            keep_runs: bool = False, rows_of: str = "items") -> pd.DataFrame:  # fmt: skip
+    """Run one job and return its per-post figures (`rows_of="cascades"`: per cascade tree; runs in a worker
+    process). With `runs_dir`, the figures (and with `keep_runs` the whole results folder) are published to
+    `runs_dir/<run_id>/` in one rename."""
     from lsbm_sim.model import run
 
     spec = Scenario.from_dict(scenario, base_dir=base_dir)
-    out = Path(runs_dir) / f"run-{job.run:05d}" if runs_dir else None
-    result = run(spec, seed=job.seed, overrides=job.overrides, out=out)
-    table = result.items.drop(columns=["text"]) if rows == "items" else result.cascades.copy()
-    table.insert(0, "run", job.run)
-    table.insert(1, "combination", job.combination)
-    table.insert(2, "replication", job.replication)
-    table.insert(3, "seed", job.seed)
-    for k, (path, value) in enumerate(job.params.items()):
-        table.insert(4 + k, f"{PARAM_PREFIX}{path}", json.dumps(value) if isinstance(value, (dict, list)) else value)
-    table["decisions"] = result.manifest["broker"]["decisions"]
-    table["seconds"] = result.manifest["timings"]["steps_seconds"] + result.manifest["timings"]["setup_seconds"]
-    return table
+    result = run(spec, seed=job.seed, overrides=job.overrides)
+    rows = result.items.drop(columns=["text"]) if rows_of == "items" else result.cascades.copy()
+    rows["decisions"] = result.manifest["broker"]["decisions"]
+    rows["seconds"] = result.manifest["timings"]["steps_seconds"] + result.manifest["timings"]["setup_seconds"]
+    if runs_dir is not None:
+        _publish_run(Path(runs_dir), job.run_id, rows, result if keep_runs else None)
+    return rows
+
+
+def _publish_run(runs_dir: Path, rid: str, rows: pd.DataFrame, result=None) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lsbm_sim.results import EVENTS, write_tables
+
+    staging = runs_dir / f".{rid}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        if result is not None:
+            pq.write_table(pa.Table.from_pandas(result.events, preserve_index=False), staging / EVENTS, compression="zstd")
+            write_tables(staging, result.steps, result.items, result.agents, result.manifest)
+        rows.to_parquet(staging / ROWS, index=False)  # last: its presence in runs/<id>/ means finished
+        try:
+            staging.rename(runs_dir / rid)
+        except OSError:  # another worker published the same run first: theirs is the same result
+            pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def finished_runs(out: Path | str) -> dict[str, pd.DataFrame]:
+    """The runs already finished in a sweep folder, by id."""
+    runs_dir = Path(out) / RUNS
+    if not runs_dir.is_dir():
+        return {}
+    # Hidden folders are runs still being written (pathlib's * matches them too).
+    return {p.parent.name: pd.read_parquet(p) for p in sorted(runs_dir.glob(f"*/{ROWS}")) if not p.parent.name.startswith(".")}
 
 
 def sweep(
@@ -97,80 +158,209 @@ def sweep(
     """Run every combination of `grid` (dotted scenario paths -> lists of values) `replications` times.
 
     Returns one row per run and post: the run's parameters (columns `param:<path>`), seed, and the post's
-    reach, reactions and cascade metrics. With `out`, the table is written to `out/sweep.parquet` (and with
-    `keep_runs`, every run's results folder under `out/runs/`). `executor`: "local" (processes on this
-    machine; `workers` of them, default the CPU count) or "ray" (a Ray cluster at `ray_address`, or a local one).
-    `rows="cascades"`: one row per run and cascade tree (post, author) instead of per post.
+    reach, reactions and cascade metrics. With `out`, every run is kept under `out/runs/<id>/` as it finishes
+    (with `keep_runs`, its whole results folder), runs already there are not run again, and the table is
+    written to `out/sweep.parquet` (`out/sweep.partial.parquet` if the sweep was interrupted; whichever is
+    written, the other is removed, so the folder never holds tables of two different sweeps). `executor`:
+    "local" (processes on this machine; `workers` of them, default the CPU count) or "ray" (a Ray cluster at
+    `ray_address`, or a local one). A run that fails does not stop the others: SweepFailed is raised at the
+    end, naming it, with the table (the failed run's rows carry its `error`). `rows="cascades"`: one row per
+    run and cascade tree (post, author) instead of per post.
     """
     if rows not in ("items", "cascades"):
         raise LsbmError(f"rows must be 'items' or 'cascades', got {rows!r}")
+    if executor not in ("local", "ray"):
+        raise LsbmError(f"executor must be 'local' or 'ray', got {executor!r}")
     spec = scenario if isinstance(scenario, Scenario) else Scenario.from_yaml(scenario)
     grid = dict(grid or {})
-    for path in grid:  # check every override path and value before starting anything
-        for value in grid[path]:
-            spec.with_overrides([f"{path}={json.dumps(value)}"])
     jobs = make_jobs(grid, replications, spec.seed if seed is None else seed)
+    resolved: dict[int, Scenario] = {}
+    for job in jobs:  # every override path, value and file is checked before anything starts
+        if job.combination not in resolved:
+            resolved[job.combination] = spec.with_overrides(job.overrides)
+            check_files(resolved[job.combination], job.params)
+    kind = "" if rows == "items" else f"-{rows}"  # the same run kept per post and per cascade: two folders
+    jobs = [Job(j.run, j.combination, j.replication, j.seed, j.params, run_id(resolved[j.combination], j.seed) + kind)
+            for j in jobs]  # fmt: skip
     data, base_dir = spec.model_dump(mode="json"), str(spec.base_dir)
     out = Path(out) if out is not None else None
-    runs_dir = str(out / "runs") if out is not None and keep_runs else None
+    runs_dir = None
+    done: dict[str, pd.DataFrame] = {}
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise LsbmError(f"--out {out}: is a file, not a folder")
+        runs_dir = out / RUNS
+        try:
+            runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LsbmError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+        for stale in runs_dir.glob(".*.staging-*"):  # runs a killed sweep was in the middle of
+            remove_stale_staging(runs_dir / stale.name.split(".staging-")[0][1:])
+        wanted = {j.run_id for j in jobs}
+        done = {rid: rows for rid, rows in finished_runs(out).items() if rid in wanted}
 
-    tables: dict[int, pd.DataFrame] = {}
+    todo = list({j.run_id: j for j in jobs if j.run_id not in done}.values())  # a run shared by two jobs runs once
+    total = len({j.run_id for j in jobs})
+    errors: dict[str, str] = {}
+    if progress:
+        progress(len(done), total)
+
+    def finished(job: Job, rows: pd.DataFrame | None, error: str | None = None) -> None:
+        if error is None:
+            done[job.run_id] = rows
+        else:
+            errors[job.run_id] = error
+        if progress:
+            progress(len(done) + len(errors), total)
+
     try:
         if executor == "local":
-            _run_local(jobs, data, base_dir, runs_dir, workers, tables, progress, rows)
-        elif executor == "ray":
-            _run_ray(jobs, data, base_dir, runs_dir, workers, ray_address, tables, progress, rows)
+            _run_local(todo, data, base_dir, runs_dir, keep_runs, workers, finished, rows)
         else:
-            raise LsbmError(f"executor must be 'local' or 'ray', got {executor!r}")
-    except BaseException:
-        if out is not None and tables:  # keep what finished; the name says it is not the whole sweep
-            out.mkdir(parents=True, exist_ok=True)
-            _concat(tables).to_parquet(out / "sweep.partial.parquet", index=False)
+            _run_ray(todo, data, base_dir, runs_dir, keep_runs, workers, ray_address, finished, rows)
+    except BaseException as exc:
+        if out is not None:
+            # A worker may have published a run whose result had not reached us when the signal came.
+            done.update({rid: rows for rid, rows in finished_runs(out).items() if rid in wanted})
+            if done:
+                _write_table(out, _assemble(jobs, done, {}), partial=True)
+            exc.kept = (  # type: ignore[attr-defined]  (read by the command line)
+                f"kept {len(done)} of {total} finished runs in {runs_dir}/; run the same command again to finish the sweep"
+            )
         raise
-    table = _concat(tables)
+    table = _assemble(jobs, done, errors)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / "sweep.parquet.tmp"
-        table.to_parquet(tmp, index=False)
-        tmp.replace(out / "sweep.parquet")
+        _write_table(out, table, partial=False)
+    if errors:
+        failed = {j.run: errors[j.run_id] for j in jobs if j.run_id in errors}
+        named = "; ".join(f"run {r} ({_params_text(jobs[r].params)}, seed {jobs[r].seed}): {e}" for r, e in list(failed.items())[:3])
+        more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+        raise SweepFailed(f"{len(failed)} of {len(jobs)} sweep runs failed: {named}{more}", table, failed)
     return table
 
 
-def _concat(tables: dict[int, pd.DataFrame]) -> pd.DataFrame:
-    return pd.concat([tables[k] for k in sorted(tables)], ignore_index=True)
+def _params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "no parameters"
 
 
-def _failed(job: Job, exc: BaseException) -> LsbmError:
-    return LsbmError(f"sweep run {job.run} (params {job.params}, seed {job.seed}) failed: {exc}")
+def check_files(spec: Scenario, params: Mapping[str, Any]) -> None:
+    """The files a combination's scenario names exist (checked before the first run, not when its run starts)."""
+    for field_path, value in (("network.path", spec.network.path), ("population.path", spec.population.path),
+                              ("behavior.head", spec.behavior.head)):  # fmt: skip
+        if value is not None and not spec.resolve(value).is_file():
+            where = f" (with {_params_text(dict(params))})" if params else ""
+            raise LsbmError(f"{field_path}: file not found: {spec.resolve(value)}{where}")
 
 
-def _run_local(jobs, data, base_dir, runs_dir, workers, tables, progress, rows="items") -> None:
+def metric_names(spec: Scenario, grid: Mapping[str, Sequence[Any]] | None = None) -> list[str]:
+    """The per-post figures a sweep of `spec` over `grid` reports (what `summarize` can take as `metric`)."""
+    from lsbm_sim.metrics import cascade_metrics
+
+    reactions: list[str] = []
+    specs = [spec] + [spec.with_overrides(j.overrides) for j in make_jobs(dict(grid or {}), 1, 0)]
+    for each in specs:
+        reactions += [r for r in each.behavior.reactions if r != "ignore" and r not in reactions]
+    import numpy as np
+
+    return ["reach", *reactions, *cascade_metrics(np.array([-1])), "entered", "authors", "decisions", "seconds"]
+
+
+def check_metric(spec: Scenario, grid: Mapping[str, Sequence[Any]] | None, metric: str) -> None:
+    known = metric_names(spec, grid)
+    if metric not in known:
+        raise LsbmError(f"--metric {metric!r}: not a per-post figure of this sweep; choose one of {', '.join(known)}")
+
+
+def _assemble(jobs: list[Job], done: dict[str, pd.DataFrame], errors: dict[str, str]) -> pd.DataFrame:
+    """The sweep table in job order: each job's parameters beside its run's rows (or its error)."""
+    parts = []
+    for job in jobs:
+        if job.run_id in done:
+            rows = done[job.run_id].copy()
+        elif job.run_id in errors:
+            rows = pd.DataFrame({"error": [errors[job.run_id]]})
+        else:
+            continue
+        head = {"run": job.run, "combination": job.combination, "replication": job.replication, "seed": job.seed}
+        for k, (path, value) in enumerate(head.items()):
+            rows.insert(k, path, value)
+        for k, (path, value) in enumerate(job.params.items()):
+            rows.insert(4 + k, f"{PARAM_PREFIX}{path}", json.dumps(value) if isinstance(value, (dict, list)) else value)
+        rows["run_id"] = job.run_id
+        parts.append(rows)
+    if not parts:
+        return pd.DataFrame(columns=["run", "combination", "replication", "seed", "run_id"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def _write_table(out: Path, table: pd.DataFrame, partial: bool) -> None:
+    name, other = (PARTIAL_TABLE, TABLE) if partial else (TABLE, PARTIAL_TABLE)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{name}.tmp-{os.getpid()}"
+    table.to_parquet(tmp, index=False)
+    tmp.replace(out / name)
+    (out / other).unlink(missing_ok=True)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if not isinstance(exc, LsbmError) else str(exc)
+
+
+def _worker_init(parent: int) -> None:
+    """In each worker: Ctrl-C is the parent's to handle (it stops the workers), and a worker whose parent is
+    gone (killed with SIGKILL, which it cannot pass on) exits within half a second instead of running on."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lsbm-parent-watch", daemon=True).start()
+
+
+def _run_local(jobs, data, base_dir, runs_dir, keep_runs, workers, finished, rows_of="items") -> None:
     workers = workers or os.cpu_count() or 1
-    if workers == 1:
+    kept = _kept_pools.get(workers)
+    runs = str(runs_dir) if runs_dir is not None else None
+    if kept is None and min(workers, len(jobs)) <= 1:
         for job in jobs:
             try:
-                tables[job.run] = run_job(data, base_dir, job, runs_dir, rows)
-            except LsbmError as exc:
-                raise _failed(job, exc) from None
-            if progress:
-                progress(len(tables), len(jobs))
+                rows = run_job(data, base_dir, job, runs, keep_runs, rows_of)
+            except Exception as exc:
+                finished(job, None, _describe(exc))
+            else:
+                finished(job, rows)
         return
+    pool = kept if kept is not None else _worker_pool(min(workers, len(jobs)))
+    futures: dict = {}
+    try:
+        futures = {pool.submit(run_job, data, base_dir, job, runs, keep_runs, rows_of): job for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                rows = future.result()
+            except Exception as exc:
+                finished(job, None, _describe(exc))
+            else:
+                finished(job, rows)
+    except BaseException:
+        # Interrupted: queued runs are cancelled and running ones stopped (their half-written folders are
+        # staging folders, removed by the next sweep into the same folder).
+        for future in futures:
+            future.cancel()
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    if kept is None:
+        pool.shutdown(wait=True)
+
+
+def _worker_pool(workers: int) -> ProcessPoolExecutor:
     # Spawned (not forked) workers: torch and tokenizers are not fork-safe once they have started threads.
-    kept = _kept_pools.get(workers)
-    with nullcontext(kept) if kept is not None else ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_job, data, base_dir, job, runs_dir, rows): job for job in jobs}
-        try:
-            for future in as_completed(futures):
-                job = futures[future]
-                try:
-                    tables[job.run] = future.result()
-                except LsbmError as exc:
-                    raise _failed(job, exc) from None
-                if progress:
-                    progress(len(tables), len(jobs))
-        finally:
-            for other in futures:
-                other.cancel()
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init,
+                               initargs=(os.getpid(),))  # fmt: skip
 
 
 _kept_pools: dict[int, ProcessPoolExecutor] = {}
@@ -184,7 +374,7 @@ def kept_workers(workers: int | None) -> Iterator[None]:
     if workers == 1 or workers in _kept_pools:
         yield
         return
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    pool = _worker_pool(workers)
     _kept_pools[workers] = pool
     try:
         yield
@@ -193,7 +383,7 @@ def kept_workers(workers: int | None) -> Iterator[None]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_ray(jobs, data, base_dir, runs_dir, workers, address, tables, progress, rows="items") -> None:
+def _run_ray(jobs, data, base_dir, runs_dir, keep_runs, workers, address, finished, rows_of="items") -> None:
     try:
         import ray
     except ImportError:
@@ -208,28 +398,83 @@ def _run_ray(jobs, data, base_dir, runs_dir, workers, address, tables, progress,
                 options["_temp_dir"] = os.environ["RAY_TMPDIR"]
         ray.init(**options)
     remote = ray.remote(run_job)
-    pending = {remote.remote(data, base_dir, job, runs_dir, rows): job for job in jobs}
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        job = pending.pop(done[0])
-        try:
-            tables[job.run] = ray.get(done[0])
-        except Exception as exc:  # Ray wraps the worker's exception; its message names the cause
-            for ref in pending:
-                ray.cancel(ref)
-            cause = getattr(exc, "cause", exc)
-            raise _failed(job, cause) from None
-        if progress:
-            progress(len(tables), len(jobs))
+    runs = str(runs_dir) if runs_dir is not None else None
+    pending = {remote.remote(data, base_dir, job, runs, keep_runs, rows_of): job for job in jobs}
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(done[0])
+            try:
+                rows = ray.get(done[0])
+            except Exception as exc:  # Ray wraps the worker's exception; its cause names what went wrong
+                finished(job, None, _describe(getattr(exc, "cause", None) or exc))
+            else:
+                finished(job, rows)
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
 
 
 def summarize(table: pd.DataFrame, metric: str = "share", by: Sequence[str] | None = None) -> pd.DataFrame:
-    """Mean, standard deviation, standard error and count of a per-post metric for each parameter combination
-    and post."""
+    """Per parameter combination and post: mean, standard deviation, count, standard error and a 95% interval
+    of a per-post metric; and (with the default grouping) the paired difference from the first grid point with
+    its 95% interval. Replication r of every combination shares seed base + r (common random numbers), so the
+    difference is taken run by run, which makes its interval much tighter than the two means' intervals.
+
+    `summary.attrs["baseline"]` names the first grid point; `summary.attrs["unchanged"]` lists the parameters
+    that changed no result at all (see `unchanged_parameters`). Failed runs (an `error`) are left out.
+    """
+    from scipy import stats
+
     if metric not in table.columns:
         raise LsbmError(f"no column {metric!r} in the sweep table")
-    by = list(by) if by is not None else [c for c in table.columns if c.startswith(PARAM_PREFIX)] + ["item_id"]
+    if "error" in table.columns:
+        table = table[table["error"].isna()]
+    params = [c for c in table.columns if c.startswith(PARAM_PREFIX)]
+    default = by is None
+    by = list(by) if by is not None else params + ["item_id"]
     grouped = table.groupby(by, observed=True, sort=True)[metric]
     summary = grouped.agg(["mean", "std", "count"])
     summary["sem"] = summary["std"] / summary["count"] ** 0.5
-    return summary.reset_index()
+    half = stats.t.ppf(0.975, (summary["count"] - 1).clip(lower=1)) * summary["sem"]
+    summary["ci_low"], summary["ci_high"] = summary["mean"] - half, summary["mean"] + half
+    summary = summary.reset_index()
+    if default and params and "combination" in table.columns and "replication" in table.columns:
+        summary = _paired_differences(table, summary, params, metric)
+    summary.attrs["unchanged"] = unchanged_parameters(table)
+    return summary
+
+
+def _paired_differences(table: pd.DataFrame, summary: pd.DataFrame, params: list[str], metric: str) -> pd.DataFrame:
+    from scipy import stats
+
+    base = int(table["combination"].min())
+    runs = table.pivot_table(index=["item_id", "replication"], columns="combination", values=metric, aggfunc="first")
+    diffs = runs.sub(runs[base], axis=0).stack().rename("d").reset_index()  # item, replication, combination, d
+    per = diffs.groupby(["combination", "item_id"])["d"].agg(["mean", "std", "count"])
+    half = stats.t.ppf(0.975, (per["count"] - 1).clip(lower=1)) * per["std"] / per["count"] ** 0.5
+    per = pd.DataFrame({"diff": per["mean"], "diff_ci_low": per["mean"] - half, "diff_ci_high": per["mean"] + half})
+    keys = table.drop_duplicates("combination").set_index("combination")[params]
+    per = per.reset_index().join(keys, on="combination").drop(columns="combination")
+    merged = summary.merge(per, on=[*params, "item_id"], how="left")
+    merged.attrs["baseline"] = {p.removeprefix(PARAM_PREFIX): keys.loc[base, p] for p in params}
+    return merged
+
+
+def unchanged_parameters(table: pd.DataFrame) -> list[str]:
+    """The grid parameters whose values changed no result: every run agrees, figure for figure, with the run
+    that differs from it only in that parameter (a feed size above what any feed ever holds, say)."""
+    if "error" in table.columns:
+        table = table[table["error"].isna()]
+    params = [c for c in table.columns if c.startswith(PARAM_PREFIX)]
+    figures = [c for c in table.columns if c not in (*JOB_COLUMNS, *NOT_RESULTS) and not c.startswith(PARAM_PREFIX)]
+    unchanged = []
+    for param in params:
+        if table[param].nunique(dropna=False) < 2:
+            continue
+        others = [p for p in params if p != param] + ["replication", "item_id"]
+        counts = table.groupby(others, dropna=False, observed=True)[figures].nunique(dropna=False)
+        if (counts <= 1).all().all():
+            unchanged.append(param.removeprefix(PARAM_PREFIX))
+    return unchanged

@@ -4,6 +4,8 @@ import os
 import warnings
 
 import pytest
+import yaml
+from conftest import small_scenario
 
 os.environ["LSBM_APP_NO_PAGE"] = "1"
 with warnings.catch_warnings():
@@ -16,12 +18,26 @@ def small_model():
     return app.AppModel(population_size=300, feed_size=5, seed=3)
 
 
-def test_page_renders_with_the_controls():
+def test_the_page_opens_the_scenario_it_was_given(tmp_path, monkeypatch):
+    # Values unlike the defaults of the page's controls, so that a page that ignored the scenario would show.
+    path = tmp_path / "given.yaml"
+    path.write_text(yaml.safe_dump(small_scenario(population={"size": 260, "activity": 0.6},
+                                                  feed={"policy": "random", "size": 3})))  # fmt: skip
+    monkeypatch.setenv("LSBM_APP_SCENARIO", str(path))  # what `lsbm-sim app SCENARIO` sets
+    assert app.default_scenario() == str(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        box, rc = solara.render(app.make_page(small_model()), handle_error=False)
-    assert rc is not None and box is not None
-    assert set(app.MODEL_PARAMS) == {"scenario", "feed_policy", "feed_size", "population_size"}
+        page = app.make_page()
+        box, _ = solara.render(page, handle_error=False)
+    model, params = page.args[0], page.kwargs["model_params"]
+    assert model.scenario.name == "small" and model.num_agents == 260
+    assert model.scenario.feed.policy == "random" and model.scenario.feed.size == 3
+    assert params["scenario"]["value"] == str(path)
+    assert (params["feed_policy"]["value"], params["feed_size"]["value"], params["population_size"]["value"]) == ("random", 3, 260)
+    # The controls at their starting values rebuild the same world (SolaraViz calls the class with them).
+    rebuilt = app.AppModel(**{name: p["value"] for name, p in params.items()})
+    assert rebuilt.num_agents == 260 and rebuilt.scenario.feed.size == 3 and rebuilt.scenario.feed.policy == "random"
+    assert box is not None
 
 
 def test_components_follow_the_model_as_it_steps():

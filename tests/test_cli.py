@@ -102,3 +102,79 @@ def test_validate_checks_that_a_language_model_checkpoint_is_there(tmp_path, cap
     data = small_scenario(behavior={"backend": "hf", "model": "models/lsbm"})
     code, _, err = run_cli(capsys, "validate", write(tmp_path, data))
     assert code == 2 and "behavior.model" in err and "models/lsbm" in err and "Traceback" not in err
+
+
+def one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2, err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+def test_more_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    scenario = write(tmp_path, small_scenario(steps=3))
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "nan.csv").write_text("1,2\nNaN,inf\n")
+    (tmp_path / "people.csv").write_text("age_band,interests,leaning,susceptibility\n18-24,sports,left,low\n,,,medium\n")
+    (tmp_path / "twice.yaml").write_text("name: a\nsteps: 3\nfeed: {size: 2}\nfeed: {size: 9}\n")
+    from_file = {"population": {"activity": 0.5}, "behavior": {"backend": "constant", "probabilities": {"share": 0.1}}}
+    cases = [
+        (["run", scenario, "--seed", "-1"], ["--seed -1"]),
+        (["run", scenario, "--out", tmp_path / "a_file" / "res"], ["a_file is a file"]),
+        (["run", scenario, "--out", "/proc/lsbm-res"], ["--out /proc/lsbm-res", "/proc"]),
+        (["run", scenario, "--out", "/sys/lsbm-res"], ["--out /sys/lsbm-res", "/sys"]),
+        (["validate", scenario, "--set", "population.size=100000000000"], ["population.size", "GiB of memory"]),
+        (["validate", scenario, "--set", "seed=-1"], ["seed: Input should be greater than or equal to 0"]),
+        (["validate", write(tmp_path, {**small_scenario(), **from_file, "network": {"kind": "edgelist", "path": "nan.csv"}}, "n.yaml")],
+         ["nan.csv line 2: node label 'NaN' is a missing or infinite number"]),
+        (["validate", write(tmp_path, {**small_scenario(), **from_file, "population": {"path": "people.csv"}}, "p.yaml")],
+         ["people.csv", "empty 'age_band' on line(s) [3]"]),
+        (["validate", tmp_path / "twice.yaml"], ["twice.yaml: line 4: 'feed' is given twice"]),
+        (["sweep", scenario, "--metric", "virality", "--out", tmp_path / "sw"], ["--metric 'virality'", "structural_virality"]),
+        (["sweep", scenario, "--grid", "feed.size=", "--out", tmp_path / "sw"], ["grid 'feed.size': give a non-empty list"]),
+        (["sweep", scenario, "--grid", "population.path=nowhere.csv", "--out", tmp_path / "sw"], ["population.path: file not found", "nowhere.csv"]),
+        (["sweep", scenario, "--seed", "-2", "--out", tmp_path / "sw"], ["--seed -2"]),
+    ]
+    for argv, fragments in cases:
+        code, _, err = run_cli(capsys, *argv)
+        one_line_error(code, err, *fragments)
+    assert not (tmp_path / "sw").exists()  # bad sweep arguments are refused before the first run
+
+
+def test_an_unwritable_answer_cache_is_one_message():
+    from lsbm_sim.behavior.broker import PersistentCache
+    from lsbm_sim.errors import LsbmError
+
+    with pytest.raises(LsbmError, match=r"behavior.cache: cannot open /proc/lsbm/answers.sqlite"):
+        PersistentCache("/proc/lsbm/answers.sqlite", fingerprint="x")
+
+
+def test_existing_results_are_replaced_only_with_overwrite(tmp_path, capsys):
+    scenario = write(tmp_path, small_scenario(steps=3))
+    assert run_cli(capsys, "run", scenario, "--out", tmp_path / "res", "-q")[0] == 0
+    before = (tmp_path / "res" / "manifest.json").read_text()
+    code, _, err = run_cli(capsys, "run", scenario, "--out", tmp_path / "res", "-q", "--seed", 9)
+    one_line_error(code, err, "holds the results of an earlier run; pass --overwrite")
+    assert (tmp_path / "res" / "manifest.json").read_text() == before
+    assert run_cli(capsys, "run", scenario, "--out", tmp_path / "res", "-q", "--seed", 9, "--overwrite")[0] == 0
+    assert json.loads((tmp_path / "res" / "manifest.json").read_text())["seed"] == 9
+
+
+def test_app_on_a_port_in_use_exits_2(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run_cli(capsys, "app", "--port", port)
+    one_line_error(code, err, f"--port {port}", "choose another port")
+
+
+def test_a_failed_sweep_run_exits_1_naming_it_after_the_others_finish(tmp_path, capsys):
+    scenario = write(tmp_path, small_scenario(steps=3, population={"size": 100, "activity": 0.5}))
+    code, out, err = run_cli(capsys, "sweep", scenario, "--grid", "content.0.author.node=[0, 100000]",
+                             "--grid", "content.0.author.strategy=node", "--workers", 1, "--out", tmp_path / "sw")  # fmt: skip
+    assert code == 1, err
+    assert "1 of 2 sweep runs failed: run 1" in err and "no node 100000" in err and "Traceback" not in err
+    assert len(list((tmp_path / "sw" / "runs").iterdir())) == 1  # the finished run is kept

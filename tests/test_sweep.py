@@ -9,7 +9,7 @@ from conftest import small_scenario
 
 from lsbm_sim import Scenario
 from lsbm_sim.errors import LsbmError
-from lsbm_sim.sweep import _kept_pools, kept_workers, make_jobs, summarize, sweep
+from lsbm_sim.sweep import SweepFailed, _kept_pools, kept_workers, make_jobs, summarize, sweep, unchanged_parameters
 
 
 def scenario() -> Scenario:
@@ -71,3 +71,44 @@ def test_kept_workers_serve_several_sweeps_with_the_same_tables():
     columns = [c for c in alone.columns if c != "seconds"]
     pd.testing.assert_frame_equal(alone[columns], first[columns])
     assert "author" in first.columns and len(second) == 2 * 2  # combinations x posts, one row per post
+
+
+def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path: Path):
+    # The second author setting names a node the network does not have: that run fails when it starts.
+    grid = {"content.0.author": [{"strategy": "influencer"}, {"strategy": "node", "node": 10**6}]}
+    with pytest.raises(SweepFailed, match=r"1 of 2 sweep runs failed: run 1 \(content.0.author=.*no node 1000000"):
+        sweep(scenario(), grid, out=tmp_path / "sw", workers=1)
+    table = pd.read_parquet(tmp_path / "sw" / "sweep.parquet")
+    assert table.loc[table["run"] == 0, "error"].isna().all() and len(table[table["run"] == 0]) == 2
+    assert "no node 1000000" in table.loc[table["run"] == 1, "error"].item()
+    assert len(summarize(table, "share")) == 2  # the failed run is left out of the figures
+
+
+def test_summarize_gives_intervals_paired_differences_and_names_a_parameter_that_changed_nothing():
+    # feed.size above what any feed holds (two posts) changes nothing; the share probability changes a lot.
+    grid = {"feed.size": [20, 40], "behavior.probabilities.share": [0.05, 0.3]}
+    table = sweep(scenario(), grid, replications=4, workers=1)
+    summary = summarize(table, "reach")
+    assert summary.attrs["unchanged"] == ["feed.size"]
+    assert summary.attrs["baseline"] == {"feed.size": 20, "behavior.probabilities.share": 0.05}
+    assert ((summary["ci_low"] <= summary["mean"]) & (summary["mean"] <= summary["ci_high"])).all()
+    row = summary.set_index(["param:feed.size", "param:behavior.probabilities.share", "item_id"])
+    assert row.loc[(40, 0.05, "a"), ["diff", "diff_ci_low", "diff_ci_high"]].tolist() == [0, 0, 0]
+    high = row.loc[(20, 0.3, "a")]
+    by_hand = table.pivot_table(index=["item_id", "replication"], columns="combination", values="reach")
+    assert high["diff"] == pytest.approx((by_hand[1] - by_hand[0]).loc["a"].mean())
+    assert high["diff_ci_low"] > 0  # more shares reach more people
+    assert unchanged_parameters(table[table["param:feed.size"] == 20]) == []
+
+
+def test_the_same_run_in_two_grid_points_runs_once_and_a_rerun_runs_nothing(tmp_path: Path):
+    grid = {"feed.size": [5, 5]}  # both points resolve to the same scenario
+    first = sweep(scenario(), grid, replications=2, workers=1, out=tmp_path / "sw")
+    assert first["run_id"].nunique() == 2 and len(list((tmp_path / "sw" / "runs").iterdir())) == 2
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "sw" / "runs").iterdir()}
+    calls = []
+    again = sweep(scenario(), grid, replications=2, workers=1, out=tmp_path / "sw", progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(2, 2)]  # everything was already there
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "sw" / "runs").iterdir()} == stamps
+    columns = [c for c in first.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(first[columns], again[columns])

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lsbm_sim.behavior.base import BehaviorModel, QueryBatch, check_probabilities
+from lsbm_sim.errors import LsbmError
 
 MEMORY_CACHE_LIMIT = 2_000_000
 """Distinct questions kept in memory; past this the broker still answers, it just stops remembering."""
@@ -202,12 +203,15 @@ class PersistentCache:
 
     def __init__(self, path: Path | str, fingerprint: str):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fingerprint = fingerprint
-        self._db = sqlite3.connect(self.path)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS answers (fingerprint TEXT, key BLOB, probs BLOB, PRIMARY KEY (fingerprint, key))"
-        )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path)
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS answers (fingerprint TEXT, key BLOB, probs BLOB, PRIMARY KEY (fingerprint, key))"
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise LsbmError(f"behavior.cache: cannot open {self.path} ({exc})") from None
 
     @staticmethod
     def _digest(key: str) -> bytes:

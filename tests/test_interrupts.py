@@ -1,0 +1,197 @@
+"""Ctrl-C, SIGTERM and SIGKILL of real `lsbm-sim run` and `lsbm-sim sweep` processes: the exit code says what
+happened, what finished is kept, and running the same command again finishes the work with nothing lost or
+counted twice. Small worlds and bounded waits keep each test to seconds."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, small_scenario
+
+from lsbm_sim import load_results
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc as on Linux")
+
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+STARTED: list[subprocess.Popen] = []
+WORKERS: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def no_process_outlives_its_test():
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    while WORKERS:  # a sweep's workers, should a failing test leave them orphaned
+        pid = WORKERS.pop()
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def lsbm(*args, cwd: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "lsbm_sim.cli", *map(str, args)], cwd=cwd, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    STARTED.append(proc)
+    return proc
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # a command that does not stop must not outlive its test
+        proc.communicate()
+        raise
+    return proc.returncode, err
+
+
+def wait_for(condition, timeout: float = 90, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def long_run(tmp_path: Path) -> Path:
+    """A run of many quick steps: it is always mid-run when the signal comes."""
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(small_scenario(steps=100_000, population={"size": 200, "activity": 0.6})))
+    return path
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_a_run_at_the_end_of_a_step_and_keeps_what_it_did(tmp_path, sig, code):
+    proc = lsbm("run", long_run(tmp_path), "--out", "res", "-q", cwd=tmp_path)
+    wait_for(lambda: list(tmp_path.glob(".res.staging-*")), what="the run to start")
+    time.sleep(1.0)  # some steps
+    proc.send_signal(sig)
+    returncode, err = finish(proc, timeout=30)
+    assert returncode == code, err
+    assert f"interrupted by {sig.name}: kept the finished steps in res.partial/" in err and "Traceback" not in err
+    partial = load_results(tmp_path / "res.partial", allow_incomplete=True)
+    done = partial.manifest["steps_run"]
+    assert not partial.complete and 0 < done < 100_000 and sig.name in partial.manifest["error"]
+    assert len(partial.steps) == done and partial.steps["step"].tolist() == list(range(done))  # whole steps only
+    assert len(partial.events) == partial.manifest["exposures"] and partial.events["step"].max() < done
+    assert not (tmp_path / "res").exists() and not list(tmp_path.glob(".res.*"))  # no staging folder left
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path):
+    scenario = long_run(tmp_path)
+    proc = lsbm("run", scenario, "--out", "res", "-q", cwd=tmp_path)
+    wait_for(lambda: list(tmp_path.glob(".res.staging-*")), what="the run to start")
+    time.sleep(0.5)
+    proc.kill()
+    assert proc.wait(timeout=10) == -signal.SIGKILL
+    left = list(tmp_path.glob(".res.staging-*"))
+    assert len(left) == 1 and not (tmp_path / "res").exists()
+
+    returncode, err = finish(lsbm("run", scenario, "--out", "res", "-q", "--steps", 3, cwd=tmp_path))
+    assert returncode == 0, err
+    assert f"removed {left[0].name}, left by a run that was killed (process {proc.pid})" in err
+    assert not list(tmp_path.glob(".res.*")) and load_results(tmp_path / "res").complete
+
+
+SWEEP_RUNS = 6  # 3 grid points x 2 replications
+
+
+def sweep_command(tmp_path: Path) -> list:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(small_scenario(steps=60, population={"size": 500, "activity": 0.6})))
+    return ["sweep", path, "--grid", "behavior.probabilities.share=0.05,0.1,0.2", "--replications", 2,
+            "--workers", 2, "--out", "sw"]  # fmt: skip
+
+
+def finished_runs(tmp_path: Path) -> list[Path]:
+    # (pathlib's * also matches the hidden staging folders of runs being written)
+    return sorted(p.parent for p in (tmp_path / "sw" / "runs").glob("*/rows.parquet") if not p.parent.name.startswith("."))
+
+
+def assert_whole_sweep(tmp_path: Path, first: dict[Path, int]) -> None:
+    """Every run once, the runs finished before the interruption not run again, no stale table beside it."""
+    table = pd.read_parquet(tmp_path / "sw" / "sweep.parquet")
+    assert sorted(table["run"].unique()) == list(range(SWEEP_RUNS))
+    assert (table.groupby("run").size() == 2).all()  # two posts per run, none doubled
+    assert len(finished_runs(tmp_path)) == SWEEP_RUNS and "error" not in table.columns
+    assert {p: p.stat().st_mtime_ns for p in first} == first
+    assert not (tmp_path / "sw" / "sweep.partial.parquet").exists()
+    assert not list((tmp_path / "sw" / "runs").glob(".*"))
+
+
+def start_sweep_and_wait_for_a_run(tmp_path: Path) -> tuple[list, subprocess.Popen, list[int]]:
+    """The sweep command, its process once a run has finished, and its workers."""
+    command = sweep_command(tmp_path)
+    proc = lsbm(*command, cwd=tmp_path)
+    wait_for(lambda: finished_runs(tmp_path), what="a finished run")
+    workers = children(proc.pid)
+    WORKERS.extend(workers)
+    assert workers
+    return command, proc, workers
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_a_sweep_and_the_same_command_finishes_it(tmp_path, sig, code):
+    command, proc, workers = start_sweep_and_wait_for_a_run(tmp_path)
+    proc.send_signal(sig)
+    returncode, err = finish(proc, timeout=60)
+    assert returncode == code, err
+    assert f"interrupted by {sig.name}: kept" in err and "run the same command again" in err and "Traceback" not in err
+    wait_for(lambda: not any(alive(w) for w in workers), timeout=10, what="the workers to stop")
+    kept = pd.read_parquet(tmp_path / "sw" / "sweep.partial.parquet")
+    first = {p: p.stat().st_mtime_ns for p in finished_runs(tmp_path)}
+    assert 0 < kept["run"].nunique() == len(first) < SWEEP_RUNS
+    assert not (tmp_path / "sw" / "sweep.parquet").exists()
+    if sig == signal.SIGTERM:
+        return  # finishing by a rerun is the same after either signal (and after SIGKILL, below): once is enough
+
+    returncode, err = finish(lsbm(*command, cwd=tmp_path))
+    assert returncode == 0, err
+    assert_whole_sweep(tmp_path, first)
+
+
+def test_a_killed_sweeps_workers_stop_and_the_same_command_finishes_it(tmp_path):
+    command, proc, workers = start_sweep_and_wait_for_a_run(tmp_path)
+    proc.kill()
+    proc.wait(timeout=10)  # (not communicate: orphaned workers would hold its pipes open)
+    wait_for(lambda: not any(alive(w) for w in workers), timeout=10, what="the orphaned workers to exit")
+    first = {p: p.stat().st_mtime_ns for p in finished_runs(tmp_path)}
+    assert 0 < len(first) < SWEEP_RUNS
+
+    returncode, err = finish(lsbm(*command, cwd=tmp_path))
+    assert returncode == 0, err
+    assert_whole_sweep(tmp_path, first)
