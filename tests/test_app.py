@@ -87,15 +87,3 @@ def test_post_table_and_cascade_view_redraw_after_each_step():
     finally:
         app.largest_cascade = cascade
     assert calls["table"] > before["table"] and calls["cascade"] > before["cascade"]
-
-
-def test_the_page_opens_the_scenario_as_written(tmp_path):
-    import yaml
-    from conftest import small_scenario
-
-    path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump(small_scenario(population={"size": 350, "activity": 0.5},
-                                                  feed={"policy": "random", "size": 4})))  # fmt: skip
-    model = app.AppModel(scenario=str(path), seed=2)
-    assert model.num_agents == 350 and model.scenario.feed.policy == "random" and model.scenario.feed.size == 4
-    assert app.scenario_settings(str(path)) == {"feed_policy": "random", "feed_size": 4, "population_size": 350}
