@@ -34,7 +34,7 @@ class UserAgent(mesa.Agent):
     # Hooks. The model calls them only for agent classes that override them.
     def on_reaction(self, post_id: str, reaction: str, sharer: int | None) -> None:
         """Called after this person reacted to a post (any reaction, `ignore` included). `sharer`: the agent
-        whose share showed them the post, or None for a promoted post."""
+        whose share showed them the post, or None for a promoted or recommended post."""
 
     def step(self) -> None:
         """Called once per step, after every reaction of the step has been applied."""

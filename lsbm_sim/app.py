@@ -2,9 +2,9 @@
 
     lsbm-sim app scenarios/eco_product_launch.yaml        (or: solara run lsbm_sim/app.py)
 
-Controls pick the scenario, feed policy, feed size and population size; the page plots reactions and reach
-per step (from Mesa's DataCollector), lists the posts with their cascade metrics, and draws the largest
-cascade tree so far.
+Controls pick the scenario, feed policy, feed size and population size, starting at the values the scenario
+file sets; the page plots reactions and reach per step (from Mesa's DataCollector), lists the 20 posts of widest
+reach with their cascade metrics, and draws the largest cascade tree so far.
 """
 
 from __future__ import annotations
@@ -97,12 +97,18 @@ def model_params(scenario: str = DEFAULT_SCENARIO) -> dict:
 MODEL_PARAMS = model_params()
 
 
+TOP_POSTS = 20
+
+
 @solara.component
 def PostTable(model: SocialModel):
-    """Each post's reach, reactions and cascade metrics so far."""
+    """The posts of widest reach so far, with reactions and cascade metrics (a platform has thousands)."""
     update_counter.get()  # re-render after every step the page takes
     table = model.items_table().drop(columns=["text"])
-    solara.Markdown(f"**Step {model.steps_completed}** of {model.scenario.steps}")
+    shown = table.sort_values(["reach", "item_id"], ascending=[False, True], kind="stable").head(TOP_POSTS)
+    solara.Markdown(f"**Step {model.steps_completed}** of {model.scenario.steps}: {len(table):,} posts, "
+                    f"the {len(shown)} of widest reach")  # fmt: skip
+    table = shown
     solara.DataFrame(table, items_per_page=10)
 
 

@@ -106,6 +106,10 @@ def run(
     console.print(f"results: {out}")
 
 
+SUMMARY_POSTS = 20
+"""Posts listed in the summary table; the totals line counts them all."""
+
+
 def check_seed(seed: int | None) -> None:
     if seed is not None and seed < 0:
         raise LsbmError(f"--seed {seed}: a seed is a whole number from 0 up")
@@ -116,7 +120,7 @@ def print_summary(result) -> None:
     # Wide enough for post ids when the output is a file or a CI log (rich assumes 80 columns there).
     out = Console(width=None if sys.stdout.isatty() else 160)
     table = Table(title=f"{result.manifest['name']} (seed {result.manifest['seed']}, {result.manifest['agents']:,} agents)")
-    summary = result.summary()
+    summary = result.summary(top=SUMMARY_POSTS)
     # Labels that say what they count (a post has one cascade tree per author; see lsbm_sim.metrics).
     short = {"item_id": "post", "cascade_size": "nodes", "max_breadth": "breadth", "structural_virality": "virality",
              "half_time": "half-time"}  # fmt: skip
@@ -128,6 +132,9 @@ def print_summary(result) -> None:
     for row in summary.itertuples(index=False):
         table.add_row(*[f"{v:.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v) for v in row])
     out.print(table)
+    totals = result.totals()
+    shown = f" (the {len(summary)} of widest reach shown)" if len(summary) < totals["posts"] else ""
+    out.print(" | ".join(f"{v:,} {k}" for k, v in totals.items()) + shown, soft_wrap=True)
     broker = result.manifest["broker"]
     stats = result.manifest.get("behavior_stats", {})
     line = (

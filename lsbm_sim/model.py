@@ -1,7 +1,9 @@
 """The simulation: a Mesa model whose step is the story of one round of social media.
 
+    0. post      hand-listed posts enter at their step; people write posts from the scenario's pool
     1. activate  who is online (each person's activity rate)
-    2. expose    each online person's feed shows up to feed.size posts their followees shared (or promoted ones)
+    2. expose    each online person's feed shows up to feed.size posts their followees shared (or promoted ones),
+                 and a recommender fills a share of the slots with posts from outside their follows
     3. decide    every exposure is one question; the broker asks the behavior model once for the whole step
     4. sample    one reaction per exposure, drawn from the model's probabilities with a seeded generator
     5. apply     likes and comments add social proof; a share puts the post into the sharer's followers' feeds
@@ -48,6 +50,8 @@ from lsbm_sim.feed import PROMOTED, Exposures, Inbox
 from lsbm_sim.metrics import cascade_metrics, half_times, tree_table
 from lsbm_sim.network import Network, generate_network, load_network
 from lsbm_sim.population import Population, build_population
+from lsbm_sim.posting import make_posting
+from lsbm_sim.recommend import make_recommender
 from lsbm_sim.results import (
     EVENTS,
     EventLog,
@@ -59,9 +63,8 @@ from lsbm_sim.results import (
     write_tables,
 )
 from lsbm_sim.scenario import FILE_KINDS, PostSpec, Scenario
+from lsbm_sim.state import ENGAGED, EXPOSED, SHARED, PairState, StatusView  # noqa: F401 (the bits, re-exported)
 
-EXPOSED, ENGAGED, SHARED = 1, 2, 4
-"""Bits of `SocialModel.status[item, agent]`: was shown it; liked, shared or commented; shared."""
 
 # New streams go at the end: a SeedSequence's i-th child does not depend on how many are spawned, so the
 # streams listed before keep their numbers.
@@ -119,16 +122,21 @@ class SocialModel(mesa.Model):
             for index, (step, spec, field) in enumerate(self._schedule)
         }
         n_items = len(self.item_ids)
+        self.item_topics: list[str | None] = [spec.topic for _, spec, _ in self._schedule]
+        self._entering: dict[int, list[int]] = {}  # step -> the scheduled posts that enter then
+        for index, (step, _, _) in enumerate(self._schedule):
+            self._entering.setdefault(step, []).append(index)
 
-        # Model-owned state (struct of arrays).
-        self.status = np.zeros((n_items, n), dtype=np.uint8)
-        self.seen = np.zeros((n_items, n), dtype=np.uint8)  # exposures so far, capped at 255
-        self.followees_shared = np.zeros((n_items, n), dtype=np.int32)  # accounts followed that shared it
+        # Model-owned state (struct of arrays). Per-post arrays grow as people post (see `_add_posts`).
+        self.state = PairState(n)  # per-(post, person) facts, for the pairs that happened
+        self.status = StatusView(self.state, lambda: len(self.item_ids))
         self.removed = np.zeros(n_items, dtype=bool)
+        self.retired = np.zeros(n_items, dtype=bool)  # no one can be shown it any more (people's posts only)
         self.entered = np.full(n_items, -1, dtype=np.int32)
         self.label_of = np.zeros(n_items, dtype=np.int32)
         self.labels: list[str] = [""]
         self.item_reach = np.zeros(n_items, dtype=np.int64)
+        self.first_author = np.array([self.posts[i].authors[0] for i in range(n_items)], dtype=np.int32)
         self._exposure_tally = Tally(n)
         self.inbox = Inbox()
         self._cascade: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # item, agent, parent, step
@@ -140,6 +148,8 @@ class SocialModel(mesa.Model):
             raise ValueError(f"the behavior model's reactions {self.reactions} lack 'ignore'")
         self.share_index = self.reactions.index("share") if "share" in self.reactions else -1
         self.item_reaction_counts = {r: np.zeros(n_items, dtype=np.int64) for r in self.reactions if r != "ignore"}
+        self.posting = make_posting(scenario, self.population, self.behavior, self.stream)
+        self.recommender = make_recommender(scenario, self)
         self._reaction_tallies = {r: Tally(n) for r in self.reactions if r != "ignore"}
         cache = scenario.resolve(scenario.behavior.cache) if scenario.behavior.cache is not None else None
         self.broker = Broker(self.behavior, cache_path=cache)
@@ -156,7 +166,7 @@ class SocialModel(mesa.Model):
         if hasattr(self.behavior, "bind"):
             self.behavior.bind(self)
 
-        self.events = EventLog(self.reactions, self.item_ids, path=events_path)
+        self.events = EventLog(self.reactions, self.item_ids, path=events_path, keep=scenario.results.events)
         self._last: dict[str, int] = {}
         self.steps_completed = 0
         self.datacollector = mesa.DataCollector(
@@ -244,22 +254,27 @@ class SocialModel(mesa.Model):
         clock = time.perf_counter()
         self._enter_posts(t)
         self._intervene(t)
+        self._retire_unseeable(t)
         clock = self._timed("enter", clock)
 
         online = self._online()
         clock = self._timed("activate", clock)
 
+        feed = self.scenario.feed
+        slots = self.recommender.slots if self.recommender is not None else 0
         exposures = self.inbox.select(
             online=online,
-            engaged=self._engaged,
+            engaged=self.state.engaged,
             removed=self.removed,
-            policy=self.scenario.feed.policy,
-            size=self.scenario.feed.size,
+            policy=feed.policy,
+            size=None if feed.size is None else feed.size - slots,
             step=t,
-            max_age=self.scenario.feed.max_age,
-            popularity=sum(self.item_reaction_counts.values(), np.zeros(len(self.item_ids), dtype=np.int64)),
+            max_age=feed.max_age,
+            popularity=self.item_engagement(),
             rng=self.stream("feed"),
         )
+        if self.recommender is not None:
+            exposures = self.recommender.add_recommendations(exposures, online, t, self.stream("recommend"))
         clock = self._timed("expose", clock)
 
         unique_before = self.broker.stats.unique_queries
@@ -290,9 +305,9 @@ class SocialModel(mesa.Model):
             self.running = False
         self._timed("collect", clock)
 
-    def _engaged(self, item: np.ndarray, agent: np.ndarray) -> np.ndarray:
-        """Whether each person already liked, shared or commented the post (read through the flat index)."""
-        return (self.status.reshape(-1)[item.astype(np.int64) * self.num_agents + agent] & ENGAGED) != 0
+    def item_engagement(self) -> np.ndarray:
+        """Likes, shares and comments so far, per post."""
+        return sum(self.item_reaction_counts.values(), np.zeros(len(self.item_ids), dtype=np.int64))
 
     def _online(self) -> np.ndarray | None:
         """Who is online this step: each person with probability equal to their activity (None: everyone)."""
@@ -318,8 +333,7 @@ class SocialModel(mesa.Model):
     def queries(self, exposures: Exposures, t: int) -> QueryBatch:
         """The behavior-model question of each exposure, as a batch of binned codes."""
         agent, item = exposures.agent, exposures.item
-        cell = item.astype(np.int64) * self.num_agents + agent  # index into the flattened (post, person) arrays
-        n_sharers = self.followees_shared.reshape(-1)[cell]
+        _, seen, n_sharers = self.state.facts(item, agent)
         proof = sum(
             (c for r, c in self.item_reaction_counts.items() if r != "share"), np.zeros(len(self.item_ids), np.int64)
         )
@@ -335,8 +349,8 @@ class SocialModel(mesa.Model):
             sharers=binned(n_sharers, SHARER_TABLE),
             proof=bin_value(proof, PROOF_BINS)[item],
             age=bin_value(t - self.entered, AGE_BINS)[item],
-            seen=binned(self.seen.reshape(-1)[cell], SEEN_TABLE),
-            promoted=exposures.sharer == PROMOTED,
+            seen=binned(seen, SEEN_TABLE),
+            promoted=exposures.sharer == PROMOTED,  # a recommendation (RECOMMENDED) is not an advertisement
             agent_id=agent,
             n_sharers=n_sharers,
         )
@@ -345,24 +359,70 @@ class SocialModel(mesa.Model):
         """Agents share posts: they join the cascades and their followers find the posts in their feeds."""
         if len(agent) == 0:
             return
-        self.status.reshape(-1)[item.astype(np.int64) * self.num_agents + agent] |= SHARED | ENGAGED
+        self.state.mark_shared(item, agent)
         self._cascade.append((item.astype(np.int32), agent.astype(np.int32), parent.astype(np.int32),
                               np.full(len(agent), t, dtype=np.int32)))  # fmt: skip
         owner, follower = self.network.followers_of_many(agent)
         follower_item = item[owner]
         # Count, per (post, follower), the followed accounts that shared it (social proof and linear threshold).
-        key = follower_item.astype(np.int64) * self.num_agents + follower
-        unique_key, times = np.unique(key, return_counts=True)
-        self.followees_shared.reshape(-1)[unique_key] += times.astype(np.int32)
-        waiting = (self.status.reshape(-1)[key] & ENGAGED) == 0
+        self.state.add_sharers(follower_item, follower)
+        waiting = ~self.state.engaged(follower_item, follower)
         self.inbox.add(follower[waiting], follower_item[waiting], agent[owner][waiting], t)
 
     def _enter_posts(self, t: int) -> None:
-        for index, post in self.posts.items():
-            if post.step == t:
-                self.entered[index] = t
-                authors = post.authors
-                self._share(np.full(len(authors), index, dtype=np.int32), authors, np.full(len(authors), -1), t)
+        """Hand-listed posts of this step enter, then people post: each author shares their post."""
+        items, authors = [], []
+        for index in self._entering.get(t, []):
+            self.entered[index] = t
+            items.append(np.full(len(self.posts[index].authors), index, dtype=np.int32))
+            authors.append(self.posts[index].authors)
+        if self.posting is not None:
+            poster, text = self.posting.draw(self.stream("posting"))
+            first = self._add_posts(poster, text, t)
+            items.append(np.arange(first, first + len(poster), dtype=np.int32))
+            authors.append(poster)
+        if items:
+            item, author = np.concatenate(items), np.concatenate(authors).astype(np.int32)
+            self._share(item, author, np.full(len(author), -1, dtype=np.int32), t)
+
+    def _add_posts(self, authors: np.ndarray, texts: np.ndarray, t: int) -> int:
+        """New posts by `authors` (one each) with pool texts `texts`; returns the first new item number."""
+        first, k = len(self.item_ids), len(authors)
+        pool = self.posting.pool
+        for j, (author, text) in enumerate(zip(authors.tolist(), texts.tolist())):
+            pid = f"u{author}.s{t}"  # one post per person per step
+            self.item_ids.append(pid)  # in place: the event log reads the same list
+            self.item_texts.append(pool.texts[text])
+            self.item_topics.append(pool.topics[text])
+            self.item_index[pid] = first + j
+            self.posts[first + j] = Post(first + j, pid, pool.texts[text], pool.topics[text], t,
+                                         np.array([author], dtype=np.int32))  # fmt: skip
+        self.removed = np.concatenate([self.removed, np.zeros(k, dtype=bool)])
+        self.retired = np.concatenate([self.retired, np.zeros(k, dtype=bool)])
+        self.entered = np.concatenate([self.entered, np.full(k, t, dtype=np.int32)])
+        self.label_of = np.concatenate([self.label_of, np.zeros(k, dtype=np.int32)])
+        self.item_reach = np.concatenate([self.item_reach, np.zeros(k, dtype=np.int64)])
+        self.first_author = np.concatenate([self.first_author, authors.astype(np.int32)])
+        for r in self.item_reaction_counts:
+            self.item_reaction_counts[r] = np.concatenate([self.item_reaction_counts[r], np.zeros(k, dtype=np.int64)])
+        return first
+
+    def _retire_unseeable(self, t: int) -> None:
+        """People's posts that no one can be shown any more (in no feed, too old to recommend) leave the active
+        state: the pair table drops their entries when it next fills up. Hand-listed posts are few and stay."""
+        if self.posting is None:
+            return
+        first = len(self._schedule)  # posts from here on were written by people
+        entered = self.entered[first:]
+        alive = ~self.retired[first:] & (entered >= 0)
+        in_a_feed = np.bincount(self.inbox.item, minlength=len(self.item_ids))[first:] > 0
+        recommendable = (
+            t - entered < self.recommender.candidate_age if self.recommender is not None else np.zeros_like(alive)
+        )
+        gone = np.flatnonzero(alive & ~in_a_feed & ~recommendable) + first
+        if len(gone):
+            self.retired[gone] = True
+            self.state.retire(gone)
 
     def _intervene(self, t: int) -> None:
         for iv in self.scenario.interventions:
@@ -378,7 +438,7 @@ class SocialModel(mesa.Model):
             elif iv.kind == "promote":
                 if self.entered[index] < 0:
                     raise ValueError(f"promote at step {t}: post {iv.item!r} has not been posted yet")
-                candidates = np.flatnonzero((self.status[index] & ENGAGED) == 0)
+                candidates = np.flatnonzero((self.state.row(index) & ENGAGED) == 0)
                 k = min(iv.k, len(candidates))
                 chosen = np.sort(self.stream("interventions").choice(candidates, size=k, replace=False))
                 self.inbox.add(chosen.astype(np.int32), index, PROMOTED, t)
@@ -386,16 +446,8 @@ class SocialModel(mesa.Model):
     def _apply(self, exposures: Exposures, reaction: np.ndarray, t: int) -> int:
         """Update counters, social proof and cascades; run agent hooks. Returns the step's new reach."""
         agent, item = exposures.agent, exposures.item
-        # A (post, person) pair occurs at most once in a step's exposures, so the flattened state can be read
-        # and written at one index per exposure.
-        cell = item.astype(np.int64) * self.num_agents + agent
-        status, seen = self.status.reshape(-1), self.seen.reshape(-1)
-        before = status[cell]
-        first_time = (before & EXPOSED) == 0
-        engaged = reaction != self.reactions.index("ignore")
-        status[cell] = before | EXPOSED | (engaged.astype(np.uint8) * ENGAGED)
+        first_time = self.state.expose(item, agent, engaged=reaction != self.reactions.index("ignore"))
         self.item_reach += np.bincount(item[first_time], minlength=len(self.item_ids))
-        seen[cell] = np.minimum(seen[cell], 254) + 1  # capped at 255
         self._exposure_tally.add(agent)
 
         for k, r in enumerate(self.reactions):
@@ -409,9 +461,8 @@ class SocialModel(mesa.Model):
             shares = reaction == self.share_index
             sharer = exposures.sharer[shares]
             item_s = item[shares]
-            # A promoted post that is shared hangs off the post's first author in the cascade.
-            first_author = np.array([self.posts[i].authors[0] for i in range(len(self.item_ids))])
-            parent = np.where(sharer == PROMOTED, first_author[item_s], sharer)
+            # A promoted or recommended post that is shared hangs off the post's first author in the cascade.
+            parent = np.where(sharer < 0, self.first_author[item_s], sharer)
             self._share(item_s, agent[shares], parent, t)
 
         self._run_hooks(exposures, reaction)
@@ -425,7 +476,7 @@ class SocialModel(mesa.Model):
                 sharer = int(exposures.sharer[i])
                 self._agent_list[int(exposures.agent[i])].on_reaction(
                     self.item_ids[int(exposures.item[i])], self.reactions[int(reaction[i])],
-                    None if sharer == PROMOTED else sharer,
+                    None if sharer < 0 else sharer,
                 )  # fmt: skip
         for i in self._hooked["step"].tolist():
             self._agent_list[i].step()
@@ -507,7 +558,7 @@ class SocialModel(mesa.Model):
                 {
                     "item_id": pid,
                     "text": self.item_texts[index],
-                    "topic": post.topic if post else None,
+                    "topic": self.item_topics[index] if post else None,
                     "entered": int(self.entered[index]),
                     "authors": len(post.authors) if post else 0,
                     "label": self.labels[self.label_of[index]] or None,
@@ -552,7 +603,8 @@ class SocialModel(mesa.Model):
             "behavior_fingerprint": getattr(self.behavior, "fingerprint", None),
             "agents": self.num_agents,
             "follow_edges": self.network.num_edges,
-            "exposures": self.events.rows,
+            "exposures": self.events.exposures,
+            "event_rows": self.events.rows,
             "timings": {**{k: round(v, 4) for k, v in self.timings.items()}, "steps_seconds": round(steps_seconds, 4)},
             "broker": broker,
             "behavior_stats": behavior_stats,
@@ -838,6 +890,15 @@ def check_scenario(scenario: Scenario | str | Path, overrides: Sequence[str] = (
     ]
     for k, (spec, field) in enumerate(schedule):
         make_post(spec, k, spec.step, field, population, network, authors)
+    if scenario.posting is not None:  # the pool reads, and a rate column exists
+        from lsbm_sim.posting import posting_rates, read_pool
+
+        read_pool(scenario.resolve(scenario.posting.pool))
+        posting_rates(scenario.posting, population, np.random.default_rng(0))
+    if ":" in scenario.feed.recommender:  # the user's class loads
+        from lsbm_sim.recommend import load_recommender
+
+        load_recommender(scenario.feed.recommender, scenario.resolve)
     spec = scenario.behavior
     if spec.head is not None and not scenario.resolve(spec.head).is_file():
         from lsbm_sim.errors import ScenarioError

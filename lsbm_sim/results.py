@@ -38,13 +38,26 @@ FLUSH_ROWS = 1_000_000
 """Event rows buffered before a row group is written (depends only on the data, so output is reproducible)."""
 
 
-class EventLog:
-    """The exposure log, buffered in memory and, when a path is given, streamed to Parquet as it grows."""
+EVENT_KINDS = ("all", "engaged", "none")
+"""What the event log keeps (`results.events`): every exposure, only those not ignored, or nothing."""
 
-    def __init__(self, reactions: tuple[str, ...], item_ids: list[str], path: Path | None = None):
+
+class EventLog:
+    """The exposure log, buffered in memory and, when a path is given, streamed to Parquet in row groups as it
+    grows (so a run of tens of millions of exposures holds at most FLUSH_ROWS of them in memory).
+
+    `keep`: "all" exposures, the "engaged" ones (any reaction but ignore), or "none" (the file then holds the
+    schema and no rows). `exposures` counts every exposure; `rows` the rows kept.
+    """
+
+    def __init__(self, reactions: tuple[str, ...], item_ids: list[str], path: Path | None = None, keep: str = "all"):
+        if keep not in EVENT_KINDS:
+            raise LsbmError(f"results.events: {keep!r} is not one of {', '.join(EVENT_KINDS)}")
         self.reactions = reactions
-        self.item_ids = item_ids
+        self.item_ids = item_ids  # the model's list: it grows as people post
         self.path = path
+        self.keep = keep
+        self._dictionary: pa.Array | None = None  # the item ids as an Arrow array, rebuilt when posts were added
         self.schema = pa.schema(
             [
                 ("step", pa.int32()),
@@ -61,16 +74,25 @@ class EventLog:
         self._flushed: list[pa.RecordBatch] = []  # kept in memory only when there is no file
         self._writer: pq.ParquetWriter | None = None
         self.rows = 0
+        self.exposures = 0
 
     def append(self, step: int, agent: np.ndarray, item: np.ndarray, parent: np.ndarray, position: np.ndarray,
                reaction: np.ndarray, probs: np.ndarray) -> None:  # fmt: skip
+        self.exposures += len(agent)
+        if self.keep != "all":
+            rows = np.zeros(0, dtype=np.int64)
+            if self.keep == "engaged":
+                rows = np.flatnonzero(reaction != self.reactions.index("ignore"))
+            agent, item, parent, position, reaction, probs = (a[rows] for a in (agent, item, parent, position, reaction, probs))
         n = len(agent)
         if n == 0:
             return
+        if self._dictionary is None or len(self._dictionary) != len(self.item_ids):
+            self._dictionary = pa.array(self.item_ids, pa.string())
         columns = [
             pa.array(np.full(n, step, dtype=np.int32)),
             pa.array(agent.astype(np.int32)),
-            pa.DictionaryArray.from_arrays(pa.array(item.astype(np.int32)), pa.array(self.item_ids, pa.string())),
+            pa.DictionaryArray.from_arrays(pa.array(item.astype(np.int32)), self._dictionary),
             pa.array(parent.astype(np.int32)),
             pa.array(position.astype(np.int32)),
             pa.DictionaryArray.from_arrays(pa.array(reaction.astype(np.int8)), pa.array(list(self.reactions))),
@@ -190,13 +212,26 @@ class SimulationResult:
             axis.set_xlabel("step")
         return axes
 
-    def summary(self) -> pd.DataFrame:
-        """The per-post figures a reader looks at first. Cascade columns are over the post's trees, one per
+    def summary(self, top: int | None = None) -> pd.DataFrame:
+        """The per-post figures a reader looks at first; with `top`, only the `top` posts of widest reach (a
+        platform run has tens of thousands of posts). Cascade columns are over the post's trees, one per
         author: `cascade_size` their nodes (authors + sharers), `depth` and `max_breadth` those of the deepest
         and widest tree, `structural_virality` the mean distance within a tree, `half_time` steps to half."""
         cols = ["item_id", "reach", *[r for r in self.reactions if r != "ignore"], "authors", "cascade_size",
                 "depth", "max_breadth", "structural_virality", "half_time"]  # fmt: skip
-        return self.items[[c for c in cols if c in self.items.columns]]
+        table = self.items[[c for c in cols if c in self.items.columns]]
+        if top is not None and len(table) > top:
+            table = table.sort_values(["reach", "item_id"], ascending=[False, True], kind="stable").head(top)
+        return table
+
+    def totals(self) -> dict[str, int]:
+        """The run in a few numbers: posts, exposures, and each reaction other than ignore."""
+        reactions = [r for r in self.reactions if r != "ignore" and r in self.items.columns]
+        return {
+            "posts": len(self.items),
+            "exposures": int(self.manifest.get("exposures", int(self.steps["exposures"].sum()))),
+            **{r: int(self.items[r].sum()) for r in reactions},
+        }
 
     # -------------------------------------------------------------------------------------- writing
 

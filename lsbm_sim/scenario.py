@@ -274,6 +274,31 @@ ContentEntry = Annotated[
 ]
 
 
+# -------------------------------------------------------------------------------------------------- posting
+
+
+class ColumnRate(Strict):
+    """A per-person rate read from a column of the persona CSV (`population.path`)."""
+
+    column: Annotated[str, Field(min_length=1)]
+
+
+PostingRate = Union[
+    Probability, Annotated[Union[BetaActivity, UniformActivity], Field(discriminator="distribution")], ColumnRate
+]
+
+
+class PostingSpec(Strict):
+    """People post. `rate`: the probability that a person posts in a step (a number, a distribution drawn once
+    per person, or `{column: NAME}` of the persona CSV). `pool`: a CSV, Parquet or JSONL file of texts to post
+    (`text`, optional `topic`). `interest`: how strongly a person's interests steer which text they post
+    (persona-text similarity times `interest` is the log-weight; 0 is a uniform choice)."""
+
+    rate: PostingRate
+    pool: Path
+    interest: Annotated[float, Field(ge=0)] = 25.0
+
+
 # ----------------------------------------------------------------------------------------------------- feed
 
 
@@ -286,6 +311,33 @@ class FeedSpec(Strict):
     policy: Literal["all", "chronological", "popularity", "random"] = "chronological"
     size: PositiveInt | None = 10
     max_age: PositiveInt | None = None
+    # Out-of-network recommendations (lsbm_sim/recommend.py): `recommender` is none, interest, popularity,
+    # random or "module:Class"; `out_of_network` the share of the feed's slots it fills; `candidate_age` the
+    # steps a post stays recommendable.
+    recommender: str = "none"
+    out_of_network: Probability = 0.3
+    candidate_age: PositiveInt = 24
+
+    @model_validator(mode="after")
+    def _recommender(self):
+        if self.recommender not in ("none", "interest", "popularity", "random") and ":" not in self.recommender:
+            raise ValueError(
+                f"recommender {self.recommender!r}: none, interest, popularity, random or 'module:Class'"
+            )
+        if self.recommender != "none" and (self.size is None or self.policy == "all"):
+            raise ValueError("a recommender needs a feed with a size (feed.size) and a policy other than 'all'")
+        return self
+
+
+# -------------------------------------------------------------------------------------------------- results
+
+
+class ResultsSpec(Strict):
+    """What a run keeps. `events`: `all` (one row per exposure), `engaged` (only exposures that were not
+    ignored) or `none`; the per-step and per-post tables are always kept. At a million people a run has tens of
+    millions of exposures: the log is streamed to the results folder in row groups, whichever is chosen."""
+
+    events: Literal["all", "engaged", "none"] = "all"
 
 
 # ------------------------------------------------------------------------------------------------- behavior
@@ -412,10 +464,12 @@ class Scenario(Strict):
     steps: PositiveInt = 24
     population: PopulationSpec = Field(default_factory=PopulationSpec)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
-    content: Annotated[list[ContentEntry], Field(min_length=1)]
+    content: list[ContentEntry] = Field(default_factory=list)
+    posting: PostingSpec | None = None
     feed: FeedSpec = Field(default_factory=FeedSpec)
     behavior: BehaviorSpec = Field(default_factory=BehaviorSpec)
     interventions: list[Intervention] = Field(default_factory=list)
+    results: ResultsSpec = Field(default_factory=ResultsSpec)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -444,6 +498,8 @@ class Scenario(Strict):
                     f"interventions[{k}].step: {iv.item!r} is promoted at step {iv.step}, before it is posted "
                     f"(step {posted_at[iv.item]})"
                 )
+        if not self.content and self.posting is None:
+            raise ValueError("content: needs at least 1 post, unless people post (a `posting` section)")
         if self.population.size is None and self.population.path is None and self.network.kind not in FILE_KINDS:
             raise ValueError("population.size is required unless the network or the personas come from a file")
         return self

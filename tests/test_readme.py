@@ -4,6 +4,7 @@ commands that make the folders a block reads."""
 
 import re
 import shlex
+import textwrap
 
 from conftest import ROOT, SHARED_DATA
 
@@ -12,7 +13,8 @@ from lsbm_sim.cli import main
 
 
 def python_blocks(text: str) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    # A block inside a list item is indented as a whole; it runs as written once that indent is removed.
+    return [textwrap.dedent(block) for block in re.findall(r"```python\n(.*?)```", text, flags=re.S)]
 
 
 def run_commands(text: str) -> dict[str, list[str]]:
