@@ -353,8 +353,10 @@ class BehaviorSpec(Strict):
     # independent_cascade / constant
     p: Probability | None = None
     probabilities: dict[str, Probability] | None = None
-    # surrogate: a fitted or distilled head (JSON) instead of the documented default coefficients
+    # surrogate: a fitted or distilled head (JSON) instead of the documented default coefficients, and partial
+    # overrides of either ({share: {intercept: -5.1, sharers: 0.3}}), so that calibration can reach them
     head: Path | None = None
+    coefficients: dict[str, dict[str, float]] | None = None
     # language-model backends
     model: str | None = None
     device: str = "auto"
@@ -405,7 +407,23 @@ class BehaviorSpec(Strict):
             raise ValueError("backend 'openai' needs behavior.base_url")
         if self.p is not None and self.backend != "independent_cascade":
             raise ValueError(f"behavior.p is read only by 'independent_cascade', not {self.backend!r}")
+        if self.coefficients is not None:
+            self._check_coefficients()
         return self
+
+    def _check_coefficients(self) -> None:
+        from lsbm_sim.behavior.surrogate import FEATURES  # here: the schema must not load the surrogate to validate
+
+        if self.backend != "surrogate":
+            raise ValueError(f"behavior.coefficients is read only by 'surrogate', not {self.backend!r}")
+        for reaction, coefficients in self.coefficients.items():
+            if reaction == "ignore" or reaction not in self.reactions:
+                known = [r for r in self.reactions if r != "ignore"]
+                raise ValueError(f"behavior.coefficients.{reaction}: not a reaction with coefficients (known: {', '.join(known)})")
+            for feature in coefficients:
+                if feature != "intercept" and feature not in FEATURES:
+                    raise ValueError(f"behavior.coefficients.{reaction}.{feature}: not a coefficient "
+                                     f"(known: intercept, {', '.join(FEATURES)})")  # fmt: skip
 
 
 # -------------------------------------------------------------------------------------------- interventions

@@ -92,6 +92,47 @@ def test_save_load_and_use_a_head_from_a_scenario(tmp_path: Path):
         make_behavior_model(wrong.behavior, wrong)
 
 
+def test_scenario_coefficients_override_the_default_head_and_a_loaded_one(tmp_path: Path):
+    base = {"population": {"size": 5}, "content": [{"id": "a", "text": "x"}]}
+    spec = Scenario.from_dict({**base, "behavior": {"coefficients": {"share": {"intercept": -7.5, "sharers": 0.1}}}})
+    head = make_behavior_model(spec.behavior, spec).head()
+    assert head["share"]["intercept"] == -7.5 and head["share"]["sharers"] == 0.1
+    assert head["share"]["similarity"] == DEFAULT_HEAD["share"]["similarity"]  # the others keep their values
+    assert head["like"] == make_behavior_model(Scenario.from_dict(base).behavior, spec).head()["like"]
+    # a dotted override reaches one coefficient, as `lsbm-sim calibrate --param` does
+    moved = Scenario.from_dict(base).with_overrides(["behavior.coefficients.share.intercept=-2.5"])
+    assert make_behavior_model(moved.behavior, moved).head()["share"]["intercept"] == -2.5
+    batch = QueryBatch.from_queries([BehaviorQuery(GREEN, ECO)])
+    share = list(spec.behavior.reactions).index("share")
+    assert make_behavior_model(moved.behavior, moved).predict_proba(batch)[0, share] > \
+        make_behavior_model(spec.behavior, spec).predict_proba(batch)[0, share]  # fmt: skip
+    # on top of a head file
+    SurrogateModel(reactions=("ignore", "share"), head={"share": {"intercept": -1.0}}).save(tmp_path / "h.json")
+    loaded = Scenario.from_dict({**base, "behavior": {"head": "h.json", "reactions": ["ignore", "share"],
+                                                      "coefficients": {"share": {"age": -0.5}}}}, base_dir=tmp_path)  # fmt: skip
+    assert make_behavior_model(loaded.behavior, loaded).head()["share"] == {
+        "intercept": -1.0, **{f: (-0.5 if f == "age" else 0.0) for f in FEATURES}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "coefficients, words",
+    [
+        ({"share": {"charm": 1.0}}, r"behavior.coefficients.share.charm: not a coefficient"),
+        ({"retweet": {"intercept": 1.0}}, r"behavior.coefficients.retweet: not a reaction with coefficients"),
+        ({"ignore": {"intercept": 1.0}}, r"behavior.coefficients.ignore: not a reaction with coefficients"),
+        ({"share": {"intercept": "high"}}, r"behavior.coefficients.share.intercept"),
+    ],
+)
+def test_bad_scenario_coefficients_are_named(coefficients, words):
+    with pytest.raises(LsbmError, match=words):
+        Scenario.from_dict({"population": {"size": 5}, "content": [{"id": "a", "text": "x"}],
+                            "behavior": {"coefficients": coefficients}})  # fmt: skip
+    with pytest.raises(LsbmError, match="behavior.coefficients is read only by 'surrogate'"):
+        Scenario.from_dict({"population": {"size": 5}, "content": [{"id": "a", "text": "x"}],
+                            "behavior": {"backend": "constant", "probabilities": {"share": 0.1},
+                                         "coefficients": {"share": {"intercept": 1.0}}}})  # fmt: skip
+
+
 def test_bad_heads_and_reactions_are_named(tmp_path: Path):
     (tmp_path / "bad.json").write_text('{"format": "something else"}')
     with pytest.raises(LsbmError, match="bad.json: not a valid surrogate head"):

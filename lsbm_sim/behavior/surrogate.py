@@ -219,6 +219,18 @@ def softmax_with_ignore(logits: np.ndarray, ignore_index: int) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def with_overrides(head: dict[str, dict[str, float]], overrides: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """`head` with some coefficients replaced (`behavior.coefficients`); the others keep their values.
+
+    >>> with_overrides(DEFAULT_HEAD, {"share": {"intercept": -6.0}})["share"]["intercept"]
+    -6.0
+    """
+    merged = {reaction: dict(coefficients) for reaction, coefficients in head.items()}
+    for reaction, coefficients in overrides.items():
+        merged.setdefault(reaction, {}).update(coefficients)
+    return merged
+
+
 class SurrogateModel(BehaviorModelBase):
     """The embedded default: sentence embeddings and a multinomial-logistic head (see the module docstring).
 
@@ -273,14 +285,18 @@ class SurrogateModel(BehaviorModelBase):
 
     @classmethod
     def from_spec(cls, spec: Any, resolve: Callable[[str], Path]) -> SurrogateModel:
+        overrides = getattr(spec, "coefficients", None) or {}
         if spec.head is None:
-            return cls(reactions=spec.reactions)
+            return cls(reactions=spec.reactions, head=with_overrides(DEFAULT_HEAD, overrides))
         model = cls.load(resolve(spec.head))
         if tuple(model.reactions) != tuple(spec.reactions):
             raise LsbmError(
                 f"behavior.head {spec.head} was fitted for reactions {list(model.reactions)}, "
                 f"but behavior.reactions is {list(spec.reactions)}"
             )
+        if overrides:
+            model = cls(reactions=model.reactions, head=with_overrides(model.head(), overrides),
+                        encoder=model._encoder, appeal=model._appeal)  # fmt: skip
         return model
 
     def bind(self, simulation: Any) -> None:
