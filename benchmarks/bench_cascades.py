@@ -4,6 +4,12 @@
     python benchmarks/bench_cascades.py default [--reps 4]       # KS table: shipped default vs twitter16 check half
     python benchmarks/bench_cascades.py calibrate [--trials 8]   # wall time of a calibration on 2 workers
     python benchmarks/bench_cascades.py calibrate --default-model --trials 4   # the same with the default model
+    python benchmarks/bench_cascades.py shipped [--reps 2]       # the calibrated default in twitter_cascades.yaml
+
+`shipped` runs `scenarios/twitter_cascades.yaml` (1,000 ordinary posts on a follower graph, the default head
+as shipped, i.e. calibrated) over `--reps` seeds and prints the KS table against twitter16's check half (the
+half `lsbm-sim calibrate` held out, split_real seed 0) with the real-vs-real floor, and the share of posts
+nobody shared beside auspol's share of size-1 cascades (a data set that keeps its unshared posts).
 
 `default` runs `scenarios/eco_product_launch.yaml` (the default behavior model on a 5,000-person Barabasi-Albert
 graph) with each of its two posts seeded by 50 random accounts (so each run gives 100 trees), over `--reps`
@@ -29,6 +35,7 @@ from pathlib import Path
 from common import ROOT, print_machine
 
 TWITTER16 = ROOT.parent / "shared" / "data" / "twitter16_cascades"
+AUSPOL = ROOT.parent / "shared" / "data" / "auspol_retweet_cascades"
 
 
 def load(repeats: int) -> None:
@@ -62,6 +69,27 @@ def default(reps: int) -> None:
           f"virality {check['structural_virality'].median():.2f})")  # fmt: skip
     table = compare(sim, check, bootstrap=200, seed=0).table
     print(table.round(3).to_string(index=False))
+
+
+def shipped(reps: int) -> None:
+    from lsbm_sim.calibrate import simulate, split_real
+    from lsbm_sim.cascades import compare, load_cascades
+    from lsbm_sim.model import load_scenario
+
+    real = load_cascades(TWITTER16)
+    _, check = split_real(real, seed=0)
+    spec = load_scenario(ROOT / "scenarios" / "twitter_cascades.yaml")
+    started = time.perf_counter()
+    sim = simulate(spec, {}, reps, "local", 2, None)
+    print(f"simulated {len(sim)} trees in {time.perf_counter() - started:.0f} s ({reps} seeds)")
+    table = compare(sim, check, bootstrap=200, seed=0).table
+    print(table[["metric", "ks_overall", "floor_overall", "ks_matched", "ks_matched_low", "ks_matched_high",
+                 "floor_matched", "matched_share"]].round(3).to_string(index=False))  # fmt: skip
+    auspol = load_cascades(AUSPOL)
+    unshared = float((sim["cascade_size"] == 1).mean())
+    real_unshared = float((auspol["cascade_size"] == 1).mean())
+    print(f"posts nobody shared: simulated {unshared:.3f}, auspol size-1 cascades {real_unshared:.3f} "
+          f"({len(auspol)} cascades); difference {unshared - real_unshared:+.3f}")
 
 
 def calibrate_timing(trials: int, workers: int, default_model: bool) -> None:
@@ -103,7 +131,7 @@ def calibrate_timing(trials: int, workers: int, default_model: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["load", "default", "calibrate"])
+    parser.add_argument("what", choices=["load", "default", "calibrate", "shipped"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--trials", type=int, default=8)
@@ -118,6 +146,8 @@ def main() -> None:
         load(args.repeats)
     elif args.what == "default":
         default(args.reps)
+    elif args.what == "shipped":
+        shipped(args.reps)
     else:
         calibrate_timing(args.trials, args.workers, args.default_model)
 

@@ -150,7 +150,11 @@ def test_every_feature_is_documented_has_a_default_and_says_where_it_comes_from(
         assert f"\n    {feature} " in surrogate.__doc__, f"feature {feature!r} is not described in the module docstring"
         assert all(feature in DEFAULT_HEAD[r] for r in ("like", "share", "comment")), feature
     assert set(COEFFICIENT_SOURCES) == set(FEATURES) | {"intercept"}
-    assert all(source.startswith(("measured", "assumed")) for source in COEFFICIENT_SOURCES.values())
+    assert all(source.startswith(("measured", "assumed", "calibrated")) for source in COEFFICIENT_SOURCES.values())
+    # the calibrated share coefficients say what they were fit to (and CALIBRATION names the world and the date)
+    calibrated = {f for f, source in COEFFICIENT_SOURCES.items() if source.startswith("calibrated")}
+    assert calibrated == {"intercept", "sharers", "age"}
+    assert "twitter16 fit half" in surrogate.CALIBRATION and "twitter_cascades" in surrogate.CALIBRATION
 
 
 def test_appeal_moves_every_reaction_by_the_documented_coefficient():
