@@ -20,7 +20,7 @@ seeds, and compares its trees with the held-out (check) half of twitter16 that `
 20,000-person Barabasi-Albert graph (m = 3) with 1,000 seeding accounts (1,000 trees a run), `behavior.p` fitted
 to twitter16's fit half, 2 replications a trial, 2 local worker processes; it prints the time per trial and
 what 30 trials would take. With `--default-model` it fits `feed.size` of the `default` world above instead
-(the default head's own coefficients are not scenario fields yet).
+(the head's own coefficients are fitted in the world of `shipped` instead, via behavior.coefficients: RESULTS.md).
 """
 
 from __future__ import annotations
