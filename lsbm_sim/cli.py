@@ -60,6 +60,12 @@ def run(
     set_: SetOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace the results already in --out.")] = False,
+    checkpoint_every: Annotated[
+        int | None, typer.Option(help="Save the whole state to OUT.checkpoint/ every K steps (see --resume).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the checkpoint in OUT.checkpoint/ (same scenario, --set and seed).")
+    ] = False,
 ) -> None:
     """Run a scenario and write its results folder."""
     from lsbm_sim.model import load_scenario
@@ -90,7 +96,8 @@ def run(
     partial = partial_dir(out)
     earlier_partial = partial.stat().st_mtime_ns if partial.is_dir() else None
     try:
-        result = run_scenario(spec, seed=seed, out=out, progress=advance)
+        result = run_scenario(spec, seed=seed, out=out, progress=advance, checkpoint_every=checkpoint_every,
+                              resume=resume)  # fmt: skip
     except interrupts.Interrupted as exc:
         kept = partial.is_dir() and partial.stat().st_mtime_ns != earlier_partial
         exc.kept = (

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from mesa.agent import AgentSet
 
-from lsbm_sim import interrupts
+from lsbm_sim import checkpoint, interrupts
 from lsbm_sim.agents import UserAgent
 from lsbm_sim.behavior import BehaviorModel, Broker, make_behavior_model
 from lsbm_sim.behavior.base import (
@@ -45,6 +45,7 @@ from lsbm_sim.behavior.base import (
     as_batch,
     bin_value,
 )
+from lsbm_sim.errors import LsbmError
 from lsbm_sim.content import Post, expand_content, make_post
 from lsbm_sim.feed import PROMOTED, Exposures, Inbox
 from lsbm_sim.metrics import cascade_metrics, half_times, tree_table
@@ -80,6 +81,7 @@ class SocialModel(mesa.Model):
 
     `behavior`: a BehaviorModel to use instead of the scenario's. `agent_class`: a UserAgent subclass.
     `events_path`: stream the event log to this Parquet file instead of keeping it in memory.
+    `checkpoint_dir`, `checkpoint_every`: save the state there every K steps (see `lsbm_sim.checkpoint`).
     """
 
     def __init__(
@@ -90,6 +92,8 @@ class SocialModel(mesa.Model):
         behavior: BehaviorModel | None = None,
         agent_class: type[UserAgent] = UserAgent,
         events_path: Path | None = None,
+        checkpoint_dir: Path | None = None,
+        checkpoint_every: int | None = None,
     ):
         scenario = load_scenario(scenario, overrides)
         seed = scenario.seed if seed is None else int(seed)
@@ -166,7 +170,10 @@ class SocialModel(mesa.Model):
         if hasattr(self.behavior, "bind"):
             self.behavior.bind(self)
 
-        self.events = EventLog(self.reactions, self.item_ids, path=events_path, keep=scenario.results.events)
+        self.checkpoint_dir, self.checkpoint_every = checkpoint_dir, checkpoint_every
+        segments = checkpoint_dir / checkpoint.SEGMENTS if checkpoint_dir is not None else None
+        self.events = EventLog(self.reactions, self.item_ids, path=events_path, keep=scenario.results.events,
+                               segments=segments)  # fmt: skip
         self._last: dict[str, int] = {}
         self.steps_completed = 0
         self.datacollector = mesa.DataCollector(
@@ -492,6 +499,8 @@ class SocialModel(mesa.Model):
         with interrupts.deferred():
             while self.running and self.steps < total:
                 self.step()
+                if self.checkpoint_every and self.running and self.steps_completed % self.checkpoint_every == 0:
+                    checkpoint.save(self, self.checkpoint_dir)
                 if progress is not None:
                     progress(self.steps, total)
                 interrupts.raise_if_requested()
@@ -768,6 +777,8 @@ def run(
     behavior: BehaviorModel | None = None,
     agent_class: type[UserAgent] = UserAgent,
     progress: Callable[[int, int], None] | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> SimulationResult:
     """Run a scenario to the end and return its results; with `out`, also write the results folder.
 
@@ -776,7 +787,15 @@ def run(
 
     A run that fails part-way raises; with `out`, what it had gathered is kept in `<out>.partial/` with
     `complete: false` in its manifest, and `out` itself is left as it was.
+
+    `checkpoint_every` K (needs `out`): save the state to `<out>.checkpoint/` every K steps. `resume`: continue
+    from the checkpoint there (same scenario and seed, or it is refused). The checkpoint is removed once the
+    results are published.
     """
+    if (checkpoint_every or resume) and out is None:
+        raise LsbmError("--checkpoint-every and --resume need --out: the checkpoint is kept beside the results")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise LsbmError(f"--checkpoint-every: {checkpoint_every} is not a positive number of steps")
     if out is None:
         model = SocialModel(scenario, seed=seed, overrides=overrides, behavior=behavior, agent_class=agent_class)
         try:
@@ -787,17 +806,26 @@ def run(
 
     out = Path(out)
     check_output_folder(out)
+    kept = checkpoint.checkpoint_dir(out)
+    if resume and not (kept / checkpoint.STATE).is_file():
+        raise LsbmError(f"--resume: no checkpoint in {kept} (run with --checkpoint-every K first)")
+    if not resume:
+        checkpoint.remove(kept)  # an earlier run's checkpoint: this run starts afresh
     staging = staging_dir(out)
     model = None
     try:
         model = SocialModel(
             scenario, seed=seed, overrides=overrides, behavior=behavior, agent_class=agent_class,
-            events_path=staging / EVENTS,
+            events_path=staging / EVENTS, checkpoint_dir=kept if (checkpoint_every or resume) else None,
+            checkpoint_every=checkpoint_every,
         )  # fmt: skip
+        if resume:
+            checkpoint.restore(model, kept)
         model.run(progress)
         result = model.result()
         write_tables(staging, result.steps, result.items, result.agents, result.manifest, result.cascades)
         publish(staging, out)
+        checkpoint.remove(kept)
         result.path = out
         return result
     except BaseException as exc:

@@ -34,8 +34,9 @@ EVENTS, STEPS, ITEMS, AGENTS, MANIFEST = "events.parquet", "steps.parquet", "ite
 CASCADES = "cascades.parquet"
 logger = logging.getLogger(__name__)
 
-FLUSH_ROWS = 1_000_000
-"""Event rows buffered before a row group is written (depends only on the data, so output is reproducible)."""
+FLUSH_ROWS = int(os.environ.get("LSBM_FLUSH_ROWS", 1_000_000))
+"""Event rows buffered before a row group is written (depends only on the data, so output is reproducible).
+LSBM_FLUSH_ROWS sets it (tests use small row groups to exercise many of them in a small run)."""
 
 
 EVENT_KINDS = ("all", "engaged", "none")
@@ -50,7 +51,8 @@ class EventLog:
     schema and no rows). `exposures` counts every exposure; `rows` the rows kept.
     """
 
-    def __init__(self, reactions: tuple[str, ...], item_ids: list[str], path: Path | None = None, keep: str = "all"):
+    def __init__(self, reactions: tuple[str, ...], item_ids: list[str], path: Path | None = None, keep: str = "all",
+                 segments: Path | None = None):  # fmt: skip
         if keep not in EVENT_KINDS:
             raise LsbmError(f"results.events: {keep!r} is not one of {', '.join(EVENT_KINDS)}")
         self.reactions = reactions
@@ -75,6 +77,10 @@ class EventLog:
         self._writer: pq.ParquetWriter | None = None
         self.rows = 0
         self.exposures = 0
+        # With a checkpoint folder, each row group is also kept there as a finished file: a Parquet file being
+        # written is unreadable until closed, so a killed run's events.parquet is lost, but these are not.
+        self.segments = segments
+        self.flushes = 0
 
     def append(self, step: int, agent: np.ndarray, item: np.ndarray, parent: np.ndarray, position: np.ndarray,
                reaction: np.ndarray, probs: np.ndarray) -> None:  # fmt: skip
@@ -112,11 +118,19 @@ class EventLog:
             # dictionaries) every million rows, a fifth of a fast run's time, for nothing `table()` needs.
             self._flushed.extend(self._buffer)
         else:
-            table = pa.Table.from_batches(self._buffer, schema=self.schema)
-            if self._writer is None:
-                self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
-            self._writer.write_table(table, row_group_size=FLUSH_ROWS * 2)
+            self.write_row_group(pa.Table.from_batches(self._buffer, schema=self.schema))
         self._buffer, self._buffered = [], 0
+
+    def write_row_group(self, table: pa.Table, keep_segment: bool = True) -> None:
+        """Write a flushed table to the file (and, with `segments`, keep a copy there; a resume copies them back)."""
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+        self._writer.write_table(table, row_group_size=FLUSH_ROWS * 2)
+        if self.segments is not None and keep_segment:
+            from lsbm_sim.checkpoint import write_segment
+
+            write_segment(table, self.segments, self.flushes, FLUSH_ROWS * 2)
+        self.flushes += 1
 
     def close(self) -> None:
         """Write what is buffered and finish the file (an empty log still gets a file with the schema)."""

@@ -1,0 +1,179 @@
+"""Checkpoints of a run: save the whole state every K steps, and continue from the last one after a kill.
+
+A checkpoint lives in `<out>.checkpoint/` beside the results folder (not in the run's staging folder, which a
+later run removes when its process is gone):
+
+    state.pkl        the model's mutable state, written to a temporary file, fsynced and renamed into place
+    events/NNNNNN.parquet   one finished Parquet file per row group the event log has written so far
+
+The model is rebuilt from the scenario and seed (the world, the behavior model and its encoder, Mesa's agents are
+deterministic functions of them), then everything a step changes is put back: the per-post and per-(post,
+person) arrays, every random stream's bit-generator state, the broker's answer memory and statistics, the feed
+inboxes, the step counter, the DataCollector's rows and the event rows not yet written. The pickle refers to the
+rebuilt, unchanging objects (scenario, population, network, behavior model, broker, the model itself) by name
+instead of copying them, so an encoder or a database handle is never pickled.
+
+On resume the kept row groups are copied, in order, into the new events file: the event log then continues
+exactly where the checkpoint was taken, and the finished `events.parquet` is byte-identical to an uninterrupted
+run's (tests/test_checkpoint.py). A checkpoint is a pickle: only load your own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from lsbm_sim.errors import LsbmError
+
+FORMAT = 1
+"""Bumped whenever what a checkpoint holds changes; an older checkpoint is refused, not misread."""
+
+STATE = "state.pkl"
+SEGMENTS = "events"
+
+# Rebuilt from the scenario and seed rather than saved: unchanging, large, or unpicklable (Mesa's weak-keyed
+# agent sets, the DataCollector's lambdas, the event log's open writer, the step method Mesa wraps).
+REBUILT = {
+    "scenario", "population", "network", "behavior", "broker", "events", "datacollector", "status", "timings",
+    "_agent_list", "_agents", "_agents_by_type", "_all_agents", "_hooked", "_deferred", "_user_step", "step",
+    "checkpoint_dir", "checkpoint_every",  # the resumed run's own settings
+}  # fmt: skip
+
+
+def checkpoint_dir(out: Path) -> Path:
+    return out.parent / f"{out.name}.checkpoint"
+
+
+def scenario_hash(scenario) -> str:
+    """What a checkpoint must match: the resolved scenario (overrides applied), as JSON."""
+    return hashlib.sha256(scenario.model_dump_json().encode()).hexdigest()
+
+
+class _Pickler(pickle.Pickler):
+    def __init__(self, file, shared: dict[int, str]):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._shared = shared
+
+    def persistent_id(self, obj: Any) -> str | None:
+        return self._shared.get(id(obj))
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file, shared: dict[str, Any]):
+        super().__init__(file)
+        self._shared = shared
+
+    def persistent_load(self, pid: str) -> Any:
+        return self._shared[pid]
+
+
+def _shared(model) -> dict[str, Any]:
+    """The rebuilt objects state may refer to (e.g. the recommender's `model`), by name."""
+    return {name: getattr(model, name) for name in ("scenario", "population", "network", "behavior", "broker")} | {
+        "model": model
+    }
+
+
+def save(model, folder: Path) -> int:
+    """Write `model`'s state to `folder/state.pkl` atomically; returns its size in bytes.
+
+    The event log's row groups written so far are already in `folder/events/` (see `EventLog.segments`)."""
+    state = {name: value for name, value in model.__dict__.items() if name not in REBUILT}
+    events = model.events
+    payload = {
+        "format": FORMAT,
+        "scenario_hash": scenario_hash(model.scenario),
+        "seed": model.seed,
+        "steps_completed": model.steps_completed,
+        "state": state,
+        "broker": {"stats": model.broker.stats, "memory": model.broker._memory},
+        "collector": model.datacollector.model_vars,
+        "events": {
+            "rows": events.rows, "exposures": events.exposures, "buffer": events._buffer,
+            "buffered": events._buffered, "segments": events.flushes,
+        },  # fmt: skip
+    }
+    shared = {id(obj): name for name, obj in _shared(model).items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{STATE}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        _Pickler(f, shared).dump(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / STATE)
+    if (folder / SEGMENTS).is_dir():
+        _fsync_dir(folder / SEGMENTS)
+    _fsync_dir(folder)
+    return (folder / STATE).stat().st_size
+
+
+def restore(model, folder: Path) -> None:
+    """Put the state saved in `folder` into `model`, freshly built from the same scenario and seed, and copy the
+    kept row groups into its (empty) event log. Refuses a checkpoint of another format, scenario or seed."""
+    path = folder / STATE
+    if not path.is_file():
+        raise LsbmError(f"--resume: no checkpoint in {folder} (run with --checkpoint-every K first)")
+    with open(path, "rb") as f:
+        try:
+            payload = _Unpickler(f, _shared(model)).load()
+        except Exception as exc:
+            raise LsbmError(f"--resume: {path} cannot be read ({type(exc).__name__}: {exc})") from None
+    if payload.get("format") != FORMAT:
+        raise LsbmError(f"--resume: {path} is checkpoint format {payload.get('format')}, this version reads {FORMAT}")
+    if payload["seed"] != model.seed:
+        raise LsbmError(f"--resume: {path} is of seed {payload['seed']}, not {model.seed}")
+    if payload["scenario_hash"] != scenario_hash(model.scenario):
+        raise LsbmError(f"--resume: {path} is of another scenario (or other --set values) than this run's")
+
+    model.__dict__.update(payload["state"])
+    from lsbm_sim.state import StatusView
+
+    model.status = StatusView(model.state, lambda: len(model.item_ids))
+    model.broker.stats = payload["broker"]["stats"]
+    model.broker._memory = payload["broker"]["memory"]
+    model.datacollector.model_vars = payload["collector"]
+
+    events, saved = model.events, payload["events"]
+    segments = sorted((folder / SEGMENTS).glob("*.parquet"))
+    kept, later = segments[: saved["segments"]], segments[saved["segments"] :]
+    if len(kept) != saved["segments"]:
+        raise LsbmError(f"--resume: {folder / SEGMENTS} holds {len(kept)} event row groups, the checkpoint {saved['segments']}")
+    for segment in later:  # written after the checkpoint: the resumed run writes them again
+        segment.unlink()
+    for segment in kept:
+        events.write_row_group(pq.read_table(segment, schema=events.schema), keep_segment=False)
+    events.rows, events.exposures = saved["rows"], saved["exposures"]
+    events._buffer, events._buffered = saved["buffer"], saved["buffered"]
+
+
+def remove(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_segment(table, folder: Path, index: int, row_group_size: int) -> None:
+    """One row group of the event log as its own finished file, renamed into place once written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{index:06d}.parquet"
+    tmp = folder / f".{target.name}.tmp"
+    with open(tmp, "wb") as f:
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, row_group_size=row_group_size, compression="zstd")
+        f.write(buffer.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

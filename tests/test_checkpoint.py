@@ -1,0 +1,90 @@
+"""Checkpoint and resume of a real `lsbm-sim run` process: SIGKILLed after a checkpoint and resumed, it writes the
+same events.parquet, byte for byte, as a run that was never interrupted; a checkpoint of another scenario is
+refused with one line and exit 2."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, small_scenario
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals as on Linux")
+
+# Small row groups, so that the killed run has written several before and after its checkpoint.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+       "LSBM_FLUSH_ROWS": "3000"}  # fmt: skip
+
+
+def lsbm(*args, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lsbm_sim.cli", *map(str, args)], cwd=cwd, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc.returncode, err
+
+
+def scenario(tmp_path: Path, **changes) -> Path:
+    path = tmp_path / "s.yaml"
+    doc = small_scenario(steps=400, population={"size": 1500, "activity": 0.5}, **changes)
+    doc["feed"] = {"policy": "random", "size": 6}  # random tie-breaks: the feed stream must be restored too
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_a_run_killed_after_a_checkpoint_and_resumed_writes_the_same_events_file(tmp_path):
+    path = scenario(tmp_path)
+    returncode, err = finish(lsbm("run", path, "--out", "whole", "-q", cwd=tmp_path))
+    assert returncode == 0, err
+
+    proc = lsbm("run", path, "--out", "res", "-q", "--checkpoint-every", 25, cwd=tmp_path)
+    state = tmp_path / "res.checkpoint" / "state.pkl"
+    deadline = time.monotonic() + 90
+    while not state.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)  # some steps past the checkpoint, whose rows the resumed run must drop and write again
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=10) == -signal.SIGKILL, "the run ended before it could be killed: make it longer"
+    assert state.exists() and not (tmp_path / "res").exists()
+
+    returncode, err = finish(lsbm("run", path, "--out", "res", "-q", "--resume", cwd=tmp_path))
+    assert returncode == 0, err
+    whole, resumed = (tmp_path / "whole" / "events.parquet").read_bytes(), (tmp_path / "res" / "events.parquet").read_bytes()
+    assert resumed == whole
+    for table in ("steps", "items", "agents"):
+        a, b = (pd.read_parquet(tmp_path / d / f"{table}.parquet") for d in ("whole", "res"))
+        assert a.equals(b), table
+    assert not (tmp_path / "res.checkpoint").exists()  # removed once the results are published
+
+
+def test_a_checkpoint_of_another_scenario_is_refused(tmp_path):
+    path = scenario(tmp_path)
+    proc = lsbm("run", path, "--out", "res2", "-q", "--checkpoint-every", 5, cwd=tmp_path)
+    state = tmp_path / "res2.checkpoint" / "state.pkl"
+    deadline = time.monotonic() + 90
+    while not state.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=10) == -signal.SIGKILL and state.exists()
+
+    returncode, err = finish(lsbm("run", path, "--out", "res2", "-q", "--resume", "--set", "feed.size=4", cwd=tmp_path))
+    assert returncode == 2 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: --resume: {Path('res2.checkpoint', 'state.pkl')} is of another scenario (or other --set "
+                      "values) than this run's"], err  # fmt: skip
+    returncode, err = finish(lsbm("run", path, "--out", "res2", "-q", "--resume", "--seed", 6, cwd=tmp_path))
+    assert returncode == 2 and "is of seed 5, not 6" in err, err
+    returncode, err = finish(lsbm("run", path, "--out", "res3", "-q", "--resume", cwd=tmp_path))
+    assert returncode == 2 and "no checkpoint in res3.checkpoint" in err, err
