@@ -4,7 +4,9 @@ A checkpoint lives in `<out>.checkpoint/` beside the results folder (not in the 
 later run removes when its process is gone):
 
     state.pkl        the model's mutable state, written to a temporary file, fsynced and renamed into place
-    events/NNNNNN.parquet   one finished Parquet file per row group the event log has written so far
+    events/NNNNNN.arrows    the batches of each row group the event log has written so far, one Arrow IPC
+                            stream each (zstd); Arrow, not Parquet, because it keeps each batch's dictionary of
+                            post ids as it was, and the Parquet writer's bytes depend on those dictionaries
 
 The model is rebuilt from the scenario and seed (the world, the behavior model and its encoder, Mesa's agents are
 deterministic functions of them), then everything a step changes is put back: the per-post and per-(post,
@@ -21,14 +23,13 @@ run's (tests/test_checkpoint.py). A checkpoint is a pickle: only load your own.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import pickle
 import shutil
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
+import pyarrow as pa
 
 from lsbm_sim.errors import LsbmError
 
@@ -141,14 +142,16 @@ def restore(model, folder: Path) -> None:
     model.datacollector.model_vars = payload["collector"]
 
     events, saved = model.events, payload["events"]
-    segments = sorted((folder / SEGMENTS).glob("*.parquet"))
+    events.item_ids, events._dictionary = model.item_ids, None  # the log shares the model's growing list of posts
+    segments = sorted((folder / SEGMENTS).glob("*.arrows"))
     kept, later = segments[: saved["segments"]], segments[saved["segments"] :]
     if len(kept) != saved["segments"]:
         raise LsbmError(f"--resume: {folder / SEGMENTS} holds {len(kept)} event row groups, the checkpoint {saved['segments']}")
     for segment in later:  # written after the checkpoint: the resumed run writes them again
         segment.unlink()
     for segment in kept:
-        events.write_row_group(pq.read_table(segment, schema=events.schema), keep_segment=False)
+        with pa.ipc.open_stream(segment) as reader:
+            events.write_row_group(list(reader), keep_segment=False)
     events.rows, events.exposures = saved["rows"], saved["exposures"]
     events._buffer, events._buffered = saved["buffer"], saved["buffered"]
 
@@ -157,15 +160,15 @@ def remove(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def write_segment(table, folder: Path, index: int, row_group_size: int) -> None:
-    """One row group of the event log as its own finished file, renamed into place once written."""
+def write_segment(batches: list[pa.RecordBatch], schema: pa.Schema, folder: Path, index: int) -> None:
+    """One row group's batches as their own finished file, renamed into place once written."""
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{index:06d}.parquet"
+    target = folder / f"{index:06d}.arrows"
     tmp = folder / f".{target.name}.tmp"
     with open(tmp, "wb") as f:
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, row_group_size=row_group_size, compression="zstd")
-        f.write(buffer.getvalue())
+        with pa.ipc.new_stream(f, schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, target)

@@ -118,18 +118,18 @@ class EventLog:
             # dictionaries) every million rows, a fifth of a fast run's time, for nothing `table()` needs.
             self._flushed.extend(self._buffer)
         else:
-            self.write_row_group(pa.Table.from_batches(self._buffer, schema=self.schema))
+            self.write_row_group(self._buffer)
         self._buffer, self._buffered = [], 0
 
-    def write_row_group(self, table: pa.Table, keep_segment: bool = True) -> None:
-        """Write a flushed table to the file (and, with `segments`, keep a copy there; a resume copies them back)."""
+    def write_row_group(self, batches: list[pa.RecordBatch], keep_segment: bool = True) -> None:
+        """Write flushed batches to the file (and, with `segments`, keep a copy there; a resume copies them back)."""
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
-        self._writer.write_table(table, row_group_size=FLUSH_ROWS * 2)
+        self._writer.write_table(pa.Table.from_batches(batches, schema=self.schema), row_group_size=FLUSH_ROWS * 2)
         if self.segments is not None and keep_segment:
             from lsbm_sim.checkpoint import write_segment
 
-            write_segment(table, self.segments, self.flushes, FLUSH_ROWS * 2)
+            write_segment(batches, self.schema, self.segments, self.flushes)
         self.flushes += 1
 
     def close(self) -> None:

@@ -38,8 +38,11 @@ def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
 
 def scenario(tmp_path: Path, **changes) -> Path:
     path = tmp_path / "s.yaml"
-    doc = small_scenario(steps=400, population={"size": 1500, "activity": 0.5}, **changes)
-    doc["feed"] = {"policy": "random", "size": 6}  # random tie-breaks: the feed stream must be restored too
+    # People keep posting (new posts, growing per-post arrays) and a recommender fills feed slots, so that the
+    # run is busy at every step; a random feed draws on its stream at every step too.
+    doc = small_scenario(steps=150, population={"size": 1000, "activity": 0.5}, **changes)
+    doc["posting"] = {"rate": 0.004, "pool": str(ROOT / "scenarios" / "data" / "posts.jsonl"), "interest": 0}
+    doc["feed"] = {"policy": "random", "size": 6, "max_age": 10, "recommender": "random", "out_of_network": 0.3}
     path.write_text(yaml.safe_dump(doc))
     return path
 
