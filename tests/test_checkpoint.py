@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals as on L
 
 # Small row groups, so that the killed run has written several before and after its checkpoint.
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-       "LSBM_FLUSH_ROWS": "3000"}  # fmt: skip
+       "LSBM_FLUSH_ROWS": "10000"}  # fmt: skip
 
 
 def lsbm(*args, cwd: Path) -> subprocess.Popen:
