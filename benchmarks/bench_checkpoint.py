@@ -42,7 +42,7 @@ def main() -> None:
             seconds.append(time.perf_counter() - started)
             print(f"step {model.steps_completed}: {model.events.exposures:,} exposures so far, checkpoint "
                   f"{seconds[-1]:.2f} s, state.pkl {size / 1e6:.1f} MB")  # fmt: skip
-        segments = sum(p.stat().st_size for p in (folder / checkpoint.SEGMENTS).glob("*")) if (folder / checkpoint.SEGMENTS).is_dir() else 0
+        segments = sum(p.stat().st_size for p in (folder / checkpoint.SEGMENTS).glob("*.arrows"))
         print(f"median checkpoint {statistics.median(seconds):.2f} s; last state.pkl {size / 1e6:.1f} MB; "
               f"event segments {segments / 1e6:.1f} MB")  # fmt: skip
         model.broker.close()

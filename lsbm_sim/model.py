@@ -45,8 +45,8 @@ from lsbm_sim.behavior.base import (
     as_batch,
     bin_value,
 )
-from lsbm_sim.errors import LsbmError
 from lsbm_sim.content import Post, expand_content, make_post
+from lsbm_sim.errors import LsbmError
 from lsbm_sim.feed import PROMOTED, Exposures, Inbox
 from lsbm_sim.metrics import cascade_metrics, half_times, tree_table
 from lsbm_sim.network import Network, generate_network, load_network
