@@ -4,7 +4,8 @@
 
 Controls pick the scenario, feed policy, feed size and population size, starting at the values the scenario
 file sets; the page plots reactions and reach per step (from Mesa's DataCollector), lists the 20 posts of widest
-reach with their cascade metrics, and draws the largest cascade tree so far.
+reach with their cascade metrics, and draws the largest cascade tree so far. Each browser session has a model of
+its own (`Page`).
 """
 
 from __future__ import annotations
@@ -167,4 +168,14 @@ def make_page(model: SocialModel | None = None, scenario: str | None = None):
     )
 
 
-page = make_page() if os.environ.get("LSBM_APP_NO_PAGE") != "1" else None
+def new_session_model() -> AppModel:
+    """The model a browser session starts with: the scenario the page was opened with, at its own settings."""
+    return AppModel(default_scenario())
+
+
+@solara.component
+def Page():
+    """What `solara run` serves. Each browser session (solara's virtual kernel) builds its own model on its
+    first render: a module-level model would be one world stepped, reset and re-sized by every visitor at once."""
+    model = solara.use_memo(new_session_model, dependencies=[])
+    return make_page(model)

@@ -1,13 +1,11 @@
 """The SolaraViz page renders, and its components show the model as it steps."""
 
-import os
 import warnings
 
 import pytest
 import yaml
 from conftest import small_scenario
 
-os.environ["LSBM_APP_NO_PAGE"] = "1"
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
     solara = pytest.importorskip("solara")
@@ -38,6 +36,29 @@ def test_the_page_opens_the_scenario_it_was_given(tmp_path, monkeypatch):
     rebuilt = app.AppModel(**{name: p["value"] for name, p in params.items()})
     assert rebuilt.num_agents == 260 and rebuilt.scenario.feed.size == 3 and rebuilt.scenario.feed.policy == "random"
     assert box is not None
+
+
+def test_each_browser_session_steps_its_own_model(tmp_path, monkeypatch):
+    path = tmp_path / "given.yaml"
+    path.write_text(yaml.safe_dump(small_scenario(population={"size": 120, "activity": 0.6})))
+    monkeypatch.setenv("LSBM_APP_SCENARIO", str(path))
+    built = []
+    real = app.new_session_model
+
+    def recorded():
+        built.append(real())
+        return built[-1]
+
+    monkeypatch.setattr(app, "new_session_model", recorded)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        first, _ = solara.render(app.Page(), handle_error=False)  # two visitors: two render contexts
+        second, _ = solara.render(app.Page(), handle_error=False)
+    assert len(built) == 2 and built[0] is not built[1]
+    assert all(m.num_agents == 120 for m in built)  # each opened the scenario the page was given
+    built[0].step()
+    assert (built[0].steps_completed, built[1].steps_completed) == (1, 0)
+    assert first is not None and second is not None
 
 
 def test_components_follow_the_model_as_it_steps():
