@@ -77,6 +77,11 @@ def deferred() -> Iterator[None]:
             _pending = None
 
 
+def requested() -> bool:
+    """Whether a signal is waiting for the end of the step (the run then saves a checkpoint before stopping)."""
+    return _pending is not None
+
+
 def raise_if_requested() -> None:
     """Raise `Interrupted` if a signal arrived since the last check."""
     global _pending

@@ -1,6 +1,6 @@
-"""Checkpoint and resume of a real `lsbm-sim run` process: SIGKILLed after a checkpoint and resumed, it writes the
-same events.parquet, byte for byte, as a run that was never interrupted; a checkpoint of another scenario is
-refused with one line and exit 2."""
+"""Checkpoint and resume of a real `lsbm-sim run` process: SIGKILLed after a checkpoint, or stopped by Ctrl-C or
+SIGTERM (which save one), and resumed, it writes the same events.parquet, byte for byte, as a run that was never
+interrupted; a checkpoint of another scenario is refused with one line and exit 2."""
 
 import os
 import signal
@@ -70,6 +70,30 @@ def test_a_run_killed_after_a_checkpoint_and_resumed_writes_the_same_events_file
         a, b = (pd.read_parquet(tmp_path / d / f"{table}.parquet") for d in ("whole", "res"))
         assert a.equals(b), table
     assert not (tmp_path / "res.checkpoint").exists()  # removed once the results are published
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_saves_a_checkpoint_that_resumes_to_the_same_events_file(tmp_path, sig, code):
+    path = scenario(tmp_path)
+    returncode, err = finish(lsbm("run", path, "--out", "whole", "-q", cwd=tmp_path))
+    assert returncode == 0, err
+
+    proc = lsbm("run", path, "--out", "res", "-q", cwd=tmp_path)  # no --checkpoint-every: the signal saves one
+    deadline = time.monotonic() + 90
+    while not list(tmp_path.glob(".res.staging-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.5)  # some steps
+    proc.send_signal(sig)
+    returncode, err = finish(proc, timeout=60)
+    assert returncode == code, "the run ended before the signal: make it longer\n" + err
+    assert "--resume continues from the checkpoint in res.checkpoint/" in err and "Traceback" not in err
+    assert (tmp_path / "res.checkpoint" / "state.pkl").is_file() and (tmp_path / "res.partial").is_dir()
+
+    returncode, err = finish(lsbm("run", path, "--out", "res", "-q", "--resume", cwd=tmp_path))
+    assert returncode == 0, err
+    whole, resumed = (tmp_path / "whole" / "events.parquet").read_bytes(), (tmp_path / "res" / "events.parquet").read_bytes()
+    assert resumed == whole
+    assert not (tmp_path / "res.checkpoint").exists()
 
 
 def test_a_checkpoint_of_another_scenario_is_refused(tmp_path):
