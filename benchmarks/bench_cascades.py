@@ -54,7 +54,7 @@ def load(repeats: int) -> None:
 def default(reps: int) -> None:
     from lsbm_sim.calibrate import simulate, split_real
     from lsbm_sim.cascades import compare, load_cascades
-    from lsbm_sim.model import load_scenario
+    from lsbm_sim.scenario import load_scenario
 
     real = load_cascades(TWITTER16)
     _, check = split_real(real, seed=0)
@@ -74,7 +74,7 @@ def default(reps: int) -> None:
 def shipped(reps: int) -> None:
     from lsbm_sim.calibrate import simulate, split_real
     from lsbm_sim.cascades import compare, load_cascades
-    from lsbm_sim.model import load_scenario
+    from lsbm_sim.scenario import load_scenario
 
     real = load_cascades(TWITTER16)
     _, check = split_real(real, seed=0)
@@ -95,7 +95,7 @@ def shipped(reps: int) -> None:
 def calibrate_timing(trials: int, workers: int, default_model: bool) -> None:
     from lsbm_sim.calibrate import calibrate
     from lsbm_sim.cascades import load_cascades
-    from lsbm_sim.model import load_scenario
+    from lsbm_sim.scenario import load_scenario
 
     real = load_cascades(TWITTER16)
     if default_model:  # the default behavior model: eco_product_launch, 2 posts x 50 random authors, fit feed.size

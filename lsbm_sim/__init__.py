@@ -26,7 +26,7 @@ _HOMES = {
     "LsbmError": "lsbm_sim.errors",
     "ScenarioError": "lsbm_sim.errors",
     "SocialModel": "lsbm_sim.model",
-    "run": "lsbm_sim.model",
+    "run": "lsbm_sim.runner",
     "SimulationResult": "lsbm_sim.results",
     "load_results": "lsbm_sim.results",
     "Scenario": "lsbm_sim.scenario",
@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from lsbm_sim.agents import UserAgent
     from lsbm_sim.behavior import BehaviorModel, BehaviorQuery, QueryBatch, SocialContext
     from lsbm_sim.errors import DataError, LsbmError, ScenarioError
-    from lsbm_sim.model import SocialModel, run
+    from lsbm_sim.model import SocialModel
+    from lsbm_sim.runner import run
     from lsbm_sim.results import SimulationResult, load_results
     from lsbm_sim.scenario import Scenario
 

@@ -148,7 +148,7 @@ def calibrate(
     import optuna
     from optuna.trial import TrialState
 
-    from lsbm_sim.model import load_scenario
+    from lsbm_sim.scenario import load_scenario
 
     started = time.perf_counter()
     spec = load_scenario(scenario, overrides)

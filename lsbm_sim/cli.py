@@ -68,8 +68,9 @@ def run(
     ] = False,
 ) -> None:
     """Run a scenario and write its results folder."""
-    from lsbm_sim.model import load_scenario
-    from lsbm_sim.model import run as run_scenario
+    from lsbm_sim.checkpoint import STATE, checkpoint_dir
+    from lsbm_sim.scenario import load_scenario
+    from lsbm_sim.runner import run as run_scenario
     from lsbm_sim.results import MANIFEST, check_output_folder, partial_dir
 
     check_seed(seed)
@@ -104,6 +105,8 @@ def run(
             f"kept the finished steps in {partial}/ (load_results(path, allow_incomplete=True) reads it)"
             if kept else "stopped before the first step ended; nothing was kept"
         )  # fmt: skip
+        if kept and (checkpoint_dir(out) / STATE).is_file():
+            exc.kept += f"; the same command with --resume continues from the checkpoint in {checkpoint_dir(out)}/"
         raise
     finally:
         if bar:
@@ -160,7 +163,7 @@ def print_summary(result) -> None:
 @app.command()
 def validate(scenario: ScenarioArg, set_: SetOption = None) -> None:
     """Check a scenario: its fields, the files it names, the network and every post's authors."""
-    from lsbm_sim.model import check_scenario
+    from lsbm_sim.runner import check_scenario
 
     summary = check_scenario(scenario, _overrides(set_))
     console.print(
@@ -206,7 +209,7 @@ def sweep(
 
     Every finished run is kept under DIR/runs/: the same command again skips them, so an interrupted sweep is
     finished by running it again."""
-    from lsbm_sim.model import load_scenario
+    from lsbm_sim.scenario import load_scenario
     from lsbm_sim.sweep import SweepFailed, check_metric, summarize
     from lsbm_sim.sweep import sweep as run_sweep
 
@@ -315,7 +318,7 @@ def calibrate(
     """Fit scenario fields to real cascades (Optuna TPE; the study resumes from OUT/study.db)."""
     from lsbm_sim.calibrate import Param
     from lsbm_sim.calibrate import calibrate as run_calibration
-    from lsbm_sim.model import load_scenario
+    from lsbm_sim.scenario import load_scenario
 
     spec = load_scenario(scenario, _overrides(set_))
     params = [Param.parse(p) for p in param]  # a malformed range fails before the progress bar
@@ -370,7 +373,7 @@ def optimize(
     """Simulate every variant of a post with common random numbers; name a winner only if significantly better."""
     from lsbm_sim.explain import find_post, read_variants, render_optimization
     from lsbm_sim.explain import optimize as optimize_post
-    from lsbm_sim.model import load_scenario
+    from lsbm_sim.scenario import load_scenario
 
     spec = load_scenario(scenario, _overrides(set_))
     find_post(spec, post)  # a wrong id or a bad file fails before any run
@@ -402,7 +405,7 @@ def app_command(
         except OSError as exc:
             raise LsbmError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); choose another port") from None
     if scenario is not None:
-        from lsbm_sim.model import check_scenario
+        from lsbm_sim.runner import check_scenario
 
         check_scenario(scenario)  # a bad scenario fails here, with the usual message, not inside the page
         os.environ["LSBM_APP_SCENARIO"] = str(scenario.resolve())

@@ -177,7 +177,8 @@ def distill(
     surrogate); `holdout` of them are kept out of the fit and the report's "heldout" figures are computed on
     them: mean KL(teacher || student) and argmax accuracy.
     """
-    from lsbm_sim.model import load_scenario, sample_queries
+    from lsbm_sim.runner import sample_queries
+    from lsbm_sim.scenario import load_scenario
 
     if sample < 2:
         raise LsbmError(f"--sample must be at least 2, got {sample}")

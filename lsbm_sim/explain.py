@@ -227,7 +227,7 @@ def explain(
     whose effect is reported too. Every text is asked in one batch through the broker: one model call.
     """
     from lsbm_sim.behavior import Broker, make_behavior_model
-    from lsbm_sim.model import load_scenario
+    from lsbm_sim.scenario import load_scenario
 
     if not text or not text.strip():
         raise LsbmError("the text to explain is empty")
@@ -550,7 +550,7 @@ def optimize(
     significantly worse, the original; otherwise none. With `out`, the sweep table and the results (see
     `Optimization.save`) are written there.
     """
-    from lsbm_sim.model import load_scenario
+    from lsbm_sim.scenario import load_scenario
     from lsbm_sim.sweep import sweep
 
     spec = load_scenario(scenario, overrides)

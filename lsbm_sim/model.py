@@ -20,51 +20,27 @@ event log does not depend on how the broker batched or cached its questions.
 from __future__ import annotations
 
 import hashlib
-import platform
 import time
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import mesa
 import numpy as np
-import pandas as pd
 from mesa.agent import AgentSet
 
 from lsbm_sim import checkpoint, interrupts
 from lsbm_sim.agents import UserAgent
 from lsbm_sim.behavior import BehaviorModel, Broker, make_behavior_model
-from lsbm_sim.behavior.base import (
-    AGE_BINS,
-    PROOF_BINS,
-    SEEN_BINS,
-    SHARER_BINS,
-    BehaviorModelBase,
-    QueryBatch,
-    as_batch,
-    bin_value,
-)
+from lsbm_sim.behavior.base import AGE_BINS, PROOF_BINS, SEEN_BINS, SHARER_BINS, QueryBatch, bin_value
 from lsbm_sim.content import Post, expand_content, make_post
-from lsbm_sim.errors import LsbmError
 from lsbm_sim.feed import PROMOTED, Exposures, Inbox
-from lsbm_sim.metrics import cascade_metrics, half_times, tree_table
-from lsbm_sim.network import Network, generate_network, load_network
-from lsbm_sim.population import Population, build_population
 from lsbm_sim.posting import make_posting
 from lsbm_sim.recommend import make_recommender
-from lsbm_sim.results import (
-    EVENTS,
-    EventLog,
-    SimulationResult,
-    check_output_folder,
-    partial_dir,
-    publish,
-    staging_dir,
-    write_tables,
-)
-from lsbm_sim.scenario import FILE_KINDS, PostSpec, Scenario
+from lsbm_sim.results import EventLog
+from lsbm_sim.scenario import PostSpec, Scenario, load_scenario
 from lsbm_sim.state import ENGAGED, EXPOSED, SHARED, PairState, StatusView  # noqa: F401 (the bits, re-exported)
+from lsbm_sim.tables import ResultTables
+from lsbm_sim.world import build_world
 
 
 # New streams go at the end: a SeedSequence's i-th child does not depend on how many are spawned, so the
@@ -72,7 +48,7 @@ from lsbm_sim.state import ENGAGED, EXPOSED, SHARED, PairState, StatusView  # no
 STREAMS = ("population", "network", "authors", "activity", "feed", "sampling", "interventions", "thresholds", "content")
 
 
-class SocialModel(mesa.Model):
+class SocialModel(ResultTables, mesa.Model):
     """A population on a follow graph reacting to posts as a behavior model predicts.
 
     >>> model = SocialModel("scenarios/eco_product_launch.yaml", seed=7)  # doctest: +SKIP
@@ -494,146 +470,20 @@ class SocialModel(mesa.Model):
         """Run the remaining steps; `progress(done, total)` is called after each step.
 
         Under the command's signal handling (`lsbm_sim.interrupts`), Ctrl-C or SIGTERM stops the run at the end
-        of the step it arrives in, raising `Interrupted`, so that what is kept is whole steps."""
+        of the step it arrives in, raising `Interrupted`, so that what is kept is whole steps; with a checkpoint
+        folder, the state at that step is saved first, so `--resume` continues from it."""
         total = self.scenario.steps
         with interrupts.deferred():
             while self.running and self.steps < total:
                 self.step()
-                if self.checkpoint_every and self.running and self.steps_completed % self.checkpoint_every == 0:
+                due = bool(self.checkpoint_every) and self.steps_completed % self.checkpoint_every == 0
+                if self.checkpoint_dir is not None and self.running and (due or interrupts.requested()):
                     checkpoint.save(self, self.checkpoint_dir)
                 if progress is not None:
                     progress(self.steps, total)
                 interrupts.raise_if_requested()
         self.running = False
 
-    def events_so_far(self) -> pd.DataFrame:
-        return self.events.frame()
-
-    def _cascade_nodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Every cascade node so far as arrays: post index, agent, parent node index (-1 for an author), step."""
-        if not self._cascade:
-            empty = np.zeros(0, dtype=np.int64)
-            return empty, empty, empty, empty
-        item, agent, parent, step = (np.concatenate(parts).astype(np.int64) for parts in zip(*self._cascade))
-        # A share's parent is the node of the same post held by the agent whose share exposed it.
-        key = item * self.num_agents + agent
-        order = np.argsort(key, kind="stable")
-        has_parent = parent >= 0
-        parent_key = (item * self.num_agents + parent)[has_parent]
-        where = np.minimum(np.searchsorted(key[order], parent_key), len(order) - 1)
-        if not np.array_equal(key[order][where], parent_key):  # the engine attaches shares only to sharers
-            raise RuntimeError("a share's parent is not in the post's cascade")
-        parent_node = np.full(len(item), -1, dtype=np.int64)
-        parent_node[has_parent] = order[where]
-        return item, agent, parent_node, step
-
-    def cascades_table(self) -> pd.DataFrame:
-        """One row per cascade tree (one per author of each post that entered): the post, the author, and the
-        tree's size, depth, max breadth, structural virality and half time in steps (see lsbm_sim.metrics)."""
-        item, agent, parent, step = self._cascade_nodes()
-        trees = tree_table(parent, step)
-        roots = trees.pop("root").to_numpy()
-        trees.insert(0, "item_id", [self.item_ids[i] for i in item[roots].tolist()])
-        trees.insert(1, "author", agent[roots].astype(np.int64))
-        return trees
-
-    def items_table(self) -> pd.DataFrame:
-        """One row per post: when it entered, its reach, reactions and cascade metrics (over its authors'
-        trees, as lsbm_sim.metrics defines them for several roots)."""
-        item, _, parent, step = self._cascade_nodes()
-        per_post = {}
-        if len(item):
-            trees = tree_table(parent, step)
-            trees["item"] = item[trees["root"].to_numpy()]
-            trees["pairs"] = trees["cascade_size"] * (trees["cascade_size"] - 1) / 2
-            trees["wiener"] = trees["structural_virality"] * trees["pairs"]
-            grouped = trees.groupby("item").agg(
-                cascade_size=("cascade_size", "sum"), depth=("depth", "max"), max_breadth=("max_breadth", "max"),
-                pairs=("pairs", "sum"), wiener=("wiener", "sum"),
-            )  # fmt: skip
-            posted = np.unique(item)
-            half = half_times(np.searchsorted(posted, item), step, origin=self.entered[posted].astype(float))
-            for k, (index, row) in enumerate(grouped.iterrows()):
-                per_post[int(index)] = {
-                    "cascade_size": int(row["cascade_size"]), "depth": int(row["depth"]),
-                    "max_breadth": int(row["max_breadth"]),
-                    "structural_virality": float(row["wiener"] / row["pairs"]) if row["pairs"] > 0 else 0.0,
-                    "half_time": float(half[k]),
-                }  # fmt: skip
-        rows = []
-        for index, pid in enumerate(self.item_ids):
-            post = self.posts[index] if self.entered[index] >= 0 else None
-            rows.append(
-                {
-                    "item_id": pid,
-                    "text": self.item_texts[index],
-                    "topic": self.item_topics[index] if post else None,
-                    "entered": int(self.entered[index]),
-                    "authors": len(post.authors) if post else 0,
-                    "label": self.labels[self.label_of[index]] or None,
-                    "removed": bool(self.removed[index]),
-                    "reach": int(self.item_reach[index]),
-                    **{r: int(c[index]) for r, c in self.item_reaction_counts.items()},
-                    **per_post.get(index, cascade_metrics(np.zeros(0, dtype=np.int64))),
-                }
-            )
-        return pd.DataFrame(rows)
-
-    def agents_table(self) -> pd.DataFrame:
-        frame = pd.DataFrame({"agent_id": np.arange(self.num_agents, dtype=np.int32)})
-        if self.network.node_labels is not None:
-            frame["node"] = pd.Series(self.network.node_labels, dtype=str).to_numpy()
-        frame["archetype"] = self.population.archetype
-        frame["activity"] = self.population.activity
-        frame["followers"] = self.network.out_degree
-        frame["following"] = self.network.in_degree
-        for column in self.population.traits.columns:
-            frame[column] = self.population.traits[column].to_numpy()
-        frame["exposures"] = self.agent_exposures
-        for r, c in self.agent_reaction_counts.items():
-            frame[r] = c
-        return frame
-
-    def manifest(self, complete: bool, error: str | None = None) -> dict[str, Any]:
-        behavior_stats = dict(getattr(self.behavior, "stats", {}) or {})
-        broker = self.broker.stats.as_dict()
-        steps_seconds = sum(v for k, v in self.timings.items() if k != "setup_seconds")
-        broker["prompts_per_second"] = broker["model_rows"] / broker["model_seconds"] if broker["model_seconds"] else None
-        return {
-            "format": "lsbm-sim results",
-            "version": 1,
-            "name": self.scenario.name,
-            "seed": self.seed,
-            "steps_run": int(self.steps_completed),
-            "scenario": self.scenario.model_dump(mode="json"),
-            "reactions": list(self.reactions),
-            "items": self.item_ids,
-            "backend": self.scenario.behavior.backend if not _is_custom(self.behavior, self.scenario) else type(self.behavior).__name__,
-            "behavior_fingerprint": getattr(self.behavior, "fingerprint", None),
-            "agents": self.num_agents,
-            "follow_edges": self.network.num_edges,
-            "exposures": self.events.exposures,
-            "event_rows": self.events.rows,
-            "timings": {**{k: round(v, 4) for k, v in self.timings.items()}, "steps_seconds": round(steps_seconds, 4)},
-            "broker": broker,
-            "behavior_stats": behavior_stats,
-            "versions": package_versions(),
-            "complete": complete,
-            **({"error": error} if error else {}),
-        }
-
-    def result(self) -> SimulationResult:
-        """The run's tables in memory (the event log too, unless it was streamed to a file)."""
-        self.events.close()
-        steps = self.datacollector.get_model_vars_dataframe().reset_index(drop=True)
-        return SimulationResult(
-            steps=steps,
-            items=self.items_table(),
-            agents=self.agents_table(),
-            cascades=self.cascades_table(),
-            manifest=self.manifest(complete=self.steps_completed >= self.scenario.steps),
-            _events=self.events.frame() if self.events.path is None else None,
-        )
 
 
 def bin_table(bins: np.ndarray) -> np.ndarray:
@@ -700,248 +550,3 @@ class Tally:
 
 def _overrides(cls: type, hook: str) -> bool:
     return getattr(cls, hook, None) is not getattr(UserAgent, hook)
-
-
-def _is_custom(behavior: Any, scenario: Scenario) -> bool:
-    return type(behavior).__module__.split(".")[0] != "lsbm_sim"
-
-
-def load_scenario(scenario: Scenario | str | Path, overrides: Sequence[str] = ()) -> Scenario:
-    if isinstance(scenario, Scenario):
-        return scenario.with_overrides(overrides) if overrides else scenario
-    return Scenario.from_yaml(scenario, overrides=overrides)
-
-
-def build_world(scenario: Scenario, stream: Callable[[str], np.random.Generator]) -> tuple[Population, Network]:
-    """The population and the network. A network file fixes the number of people; a stochastic block model
-    needs the people's traits first."""
-    pop_spec, net_spec = scenario.population, scenario.network
-    persona_path = scenario.resolve(pop_spec.path) if pop_spec.path is not None else None
-    if net_spec.kind in FILE_KINDS:
-        network = load_network(net_spec, scenario.resolve(net_spec.path))
-        if pop_spec.size is not None and pop_spec.size != network.n:
-            from lsbm_sim.errors import ScenarioError
-
-            raise ScenarioError(f"population.size is {pop_spec.size} but {net_spec.path} has {network.n} nodes")
-        population = build_population(pop_spec, network.n, stream("population"), persona_path)
-        population = align_population(population, network, persona_path)
-        return population, network
-    population = build_population(pop_spec, None, stream("population"), persona_path)
-    degree_file = scenario.resolve(net_spec.path) if net_spec.path is not None else None
-    network = generate_network(net_spec, population.size, stream("network"), population.traits, degree_file)
-    return population, network
-
-
-def align_population(population: Population, network: Network, path: Path | None) -> Population:
-    """Put persona rows in the network's node order (by the CSV's `node` column, when it has one)."""
-    from lsbm_sim.errors import DataError
-
-    if population.size != network.n:
-        raise DataError(f"{path}: {population.size} personas for {network.n} network nodes")
-    if population.node_labels is None:
-        return population
-    position = {str(label): i for i, label in enumerate(population.node_labels)}
-    labels = network.node_labels if network.node_labels is not None else list(range(network.n))
-    missing = [lab for lab in labels if str(lab) not in position]
-    if missing:
-        raise DataError(f"{path}: no persona row for network node(s) {missing[:5]}")
-    order = np.array([position[str(lab)] for lab in labels])
-    return Population(
-        archetype=population.archetype[order],
-        personas=population.personas,
-        dispositions=population.dispositions,
-        activity=population.activity[order],
-        traits=population.traits.iloc[order].reset_index(drop=True),
-        node_labels=labels,
-    )
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in ("lsbm-sim", "mesa", "numpy", "networkx", "pandas", "pyarrow", "torch", "transformers"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
-
-
-# ------------------------------------------------------------------------------------------------- running
-
-
-def run(
-    scenario: Scenario | str | Path,
-    seed: int | None = None,
-    out: Path | str | None = None,
-    overrides: Sequence[str] = (),
-    behavior: BehaviorModel | None = None,
-    agent_class: type[UserAgent] = UserAgent,
-    progress: Callable[[int, int], None] | None = None,
-    checkpoint_every: int | None = None,
-    resume: bool = False,
-) -> SimulationResult:
-    """Run a scenario to the end and return its results; with `out`, also write the results folder.
-
-    >>> res = run("scenarios/eco_product_launch.yaml", seed=7)  # doctest: +SKIP
-    >>> res.events.head()  # doctest: +SKIP
-
-    A run that fails part-way raises; with `out`, what it had gathered is kept in `<out>.partial/` with
-    `complete: false` in its manifest, and `out` itself is left as it was.
-
-    `checkpoint_every` K (needs `out`): save the state to `<out>.checkpoint/` every K steps. `resume`: continue
-    from the checkpoint there (same scenario and seed, or it is refused). The checkpoint is removed once the
-    results are published.
-    """
-    if (checkpoint_every or resume) and out is None:
-        raise LsbmError("--checkpoint-every and --resume need --out: the checkpoint is kept beside the results")
-    if checkpoint_every is not None and checkpoint_every < 1:
-        raise LsbmError(f"--checkpoint-every: {checkpoint_every} is not a positive number of steps")
-    if out is None:
-        model = SocialModel(scenario, seed=seed, overrides=overrides, behavior=behavior, agent_class=agent_class)
-        try:
-            model.run(progress)
-        finally:
-            model.broker.close()
-        return model.result()
-
-    out = Path(out)
-    check_output_folder(out)
-    kept = checkpoint.checkpoint_dir(out)
-    if resume and not (kept / checkpoint.STATE).is_file():
-        raise LsbmError(f"--resume: no checkpoint in {kept} (run with --checkpoint-every K first)")
-    if not resume:
-        checkpoint.remove(kept)  # an earlier run's checkpoint: this run starts afresh
-    staging = staging_dir(out)
-    model = None
-    try:
-        model = SocialModel(
-            scenario, seed=seed, overrides=overrides, behavior=behavior, agent_class=agent_class,
-            events_path=staging / EVENTS, checkpoint_dir=kept if (checkpoint_every or resume) else None,
-            checkpoint_every=checkpoint_every,
-        )  # fmt: skip
-        if resume:
-            checkpoint.restore(model, kept)
-        model.run(progress)
-        result = model.result()
-        write_tables(staging, result.steps, result.items, result.agents, result.manifest, result.cascades)
-        publish(staging, out)
-        checkpoint.remove(kept)
-        result.path = out
-        return result
-    except BaseException as exc:
-        if model is not None and model.steps_completed > 0:
-            _keep_partial(model, staging, out, exc)
-        raise
-    finally:
-        if model is not None:
-            model.broker.close()
-        if staging.exists():
-            import shutil
-
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def _keep_partial(model: SocialModel, staging: Path, out: Path, exc: BaseException) -> None:
-    """Save what a failed run gathered to `<out>.partial/`, marked incomplete."""
-    import shutil
-
-    try:
-        model.events.close()
-        steps = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
-        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        write_tables(staging, steps, model.items_table(), model.agents_table(), model.manifest(False, message))
-        target = partial_dir(out)
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    except Exception:  # keeping the partial results must never hide the original error
-        pass
-
-
-def sample_queries(scenario: Scenario | str | Path, n: int, seed: int = 0, overrides: Sequence[str] = ()) -> QueryBatch:
-    """A random sample of n distinct questions the scenario's agents are asked (run with the default surrogate).
-
-    Used to distil a language model into the surrogate's head: the teacher answers these questions.
-    """
-    from lsbm_sim.behavior.surrogate import SurrogateModel
-
-    scenario = load_scenario(scenario, overrides)
-    recorder = QueryRecorder(SurrogateModel(reactions=scenario.behavior.reactions))
-    model = SocialModel(scenario, seed=seed, behavior=recorder)
-    model.run()
-    batch = concat_batches(recorder.asked)
-    if len(batch) > n:
-        rows = np.sort(np.random.default_rng(seed).choice(len(batch), size=n, replace=False))
-        batch = batch.take(rows)
-    return batch
-
-
-class QueryRecorder(BehaviorModelBase):
-    """A behavior model that answers with another and keeps every batch it is asked (distinct questions only,
-    since the broker asks each once)."""
-
-    def __init__(self, inner: BehaviorModel):
-        self.inner = inner
-        self.reactions = tuple(inner.reactions)
-        self.depends_on = tuple(getattr(inner, "depends_on", BehaviorModelBase.depends_on))
-        self.asked: list[QueryBatch] = []
-
-    def predict_proba(self, queries):
-        batch = as_batch(queries)
-        self.asked.append(batch)
-        return self.inner.predict_proba(batch)
-
-
-def concat_batches(batches: list[QueryBatch]) -> QueryBatch:
-    """Join batches that share their text tables (batches of one simulation)."""
-    if not batches:
-        raise ValueError("no queries to join")
-    first = batches[0]
-    columns = ("persona_id", "item_id", "label_id", "sharers", "proof", "age", "seen", "promoted", "agent_id", "n_sharers")
-    return QueryBatch(
-        personas=first.personas,
-        contents=first.contents,
-        labels=list(batches[-1].labels),  # labels only grow during a run
-        dispositions=first.dispositions,
-        **{c: np.concatenate([getattr(b, c) for b in batches]) for c in columns},
-    )
-
-
-def check_scenario(scenario: Scenario | str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Everything `validate` checks short of running: the schema, the files it names, the network, the authors
-    of every post, and the behavior settings that can be checked without loading a model. Returns a summary."""
-    scenario = load_scenario(scenario, overrides)
-    seeds = dict(zip(STREAMS, np.random.SeedSequence(scenario.seed).spawn(len(STREAMS))))
-    population, network = build_world(scenario, lambda name: np.random.default_rng(seeds[name]))
-    authors = np.random.default_rng(seeds["authors"])
-    schedule = expand_content(scenario, np.random.default_rng(seeds["content"])) + [
-        (iv.post, f"interventions[{k}].post") for k, iv in enumerate(scenario.interventions) if iv.kind == "inject"
-    ]
-    for k, (spec, field) in enumerate(schedule):
-        make_post(spec, k, spec.step, field, population, network, authors)
-    if scenario.posting is not None:  # the pool reads, and a rate column exists
-        from lsbm_sim.posting import posting_rates, read_pool
-
-        read_pool(scenario.resolve(scenario.posting.pool))
-        posting_rates(scenario.posting, population, np.random.default_rng(0))
-    if ":" in scenario.feed.recommender:  # the user's class loads
-        from lsbm_sim.recommend import load_recommender
-
-        load_recommender(scenario.feed.recommender, scenario.resolve)
-    spec = scenario.behavior
-    if spec.head is not None and not scenario.resolve(spec.head).is_file():
-        from lsbm_sim.errors import ScenarioError
-
-        raise ScenarioError(f"behavior.head: file not found: {scenario.resolve(spec.head)}")
-    if spec.backend in ("hf", "vllm"):  # the checkpoint must be here (a folder, or a hub id in the local cache)
-        from lsbm_sim.behavior.hf import locate_checkpoint
-
-        locate_checkpoint(spec.model, scenario.resolve, spec.allow_pickle)
-    return {
-        "name": scenario.name,
-        "agents": population.size,
-        "personas": len(population.personas),
-        "follow_edges": network.num_edges,
-        "posts": len(schedule),
-        "steps": scenario.steps,
-        "backend": spec.backend,
-    }

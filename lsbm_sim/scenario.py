@@ -11,6 +11,7 @@ field by its dotted path, and relative file paths resolve against the folder of 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -755,3 +756,10 @@ def _list_item_schema(schema: Any, item: Any) -> Any:
                 return member
         return None
     return _field_model(inner)
+
+
+def load_scenario(scenario: Scenario | str | Path, overrides: Sequence[str] = ()) -> Scenario:
+    """A scenario from a YAML file or an object, with `--set` style overrides applied."""
+    if isinstance(scenario, Scenario):
+        return scenario.with_overrides(overrides) if overrides else scenario
+    return Scenario.from_yaml(scenario, overrides=overrides)

@@ -99,7 +99,7 @@ def run_job(scenario: dict[str, Any], base_dir: str, job: Job, runs_dir: str | N
     """Run one job and return its per-post figures (`rows_of="cascades"`: per cascade tree; runs in a worker
     process). With `runs_dir`, the figures (and with `keep_runs` the whole results folder) are published to
     `runs_dir/<run_id>/` in one rename."""
-    from lsbm_sim.model import run
+    from lsbm_sim.runner import run
 
     spec = Scenario.from_dict(scenario, base_dir=base_dir)
     result = run(spec, seed=job.seed, overrides=job.overrides)

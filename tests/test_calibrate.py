@@ -16,7 +16,7 @@ import yaml
 from lsbm_sim.calibrate import Param, calibrate
 from lsbm_sim.cli import main
 from lsbm_sim.errors import LsbmError
-from lsbm_sim.model import run
+from lsbm_sim.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUE_P = 0.12

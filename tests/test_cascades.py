@@ -24,7 +24,7 @@ from lsbm_sim.cascades import (
 )
 from lsbm_sim.cli import main
 from lsbm_sim.errors import DataError
-from lsbm_sim.model import run
+from lsbm_sim.runner import run
 
 HEADER = "cascade_id\tparent_uid\tparent_tweet_id\tparent_delay_min\tchild_uid\tchild_tweet_id\tchild_delay_min\n"
 

@@ -8,7 +8,7 @@ import pytest
 from lsbm_sim import Scenario, SocialModel
 from lsbm_sim.content import choose_authors, expand_content
 from lsbm_sim.errors import ScenarioError
-from lsbm_sim.model import check_scenario
+from lsbm_sim.runner import check_scenario
 from lsbm_sim.network import Network
 from lsbm_sim.scenario import AuthorSpec
 

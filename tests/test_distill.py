@@ -22,7 +22,7 @@ from lsbm_sim.distill import (
     teacher_spec,
 )
 from lsbm_sim.errors import LsbmError
-from lsbm_sim.model import sample_queries
+from lsbm_sim.runner import sample_queries
 from lsbm_sim.scenario import Scenario
 
 

@@ -1,0 +1,198 @@
+"""Running a scenario as the command line does: to a results folder published atomically, with partial results,
+checkpoints and resume (`run`); checking a scenario without running it (`check_scenario`); and sampling the
+questions a scenario asks its behavior model (`sample_queries`, for distillation)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsbm_sim import checkpoint
+from lsbm_sim.agents import UserAgent
+from lsbm_sim.behavior import BehaviorModel
+from lsbm_sim.behavior.base import BehaviorModelBase, QueryBatch, as_batch
+from lsbm_sim.content import expand_content, make_post
+from lsbm_sim.errors import LsbmError, ScenarioError
+from lsbm_sim.model import STREAMS, SocialModel
+from lsbm_sim.results import EVENTS, SimulationResult, check_output_folder, partial_dir, publish, staging_dir, write_tables
+from lsbm_sim.scenario import Scenario, load_scenario
+from lsbm_sim.world import build_world
+
+
+
+def run(
+    scenario: Scenario | str | Path,
+    seed: int | None = None,
+    out: Path | str | None = None,
+    overrides: Sequence[str] = (),
+    behavior: BehaviorModel | None = None,
+    agent_class: type[UserAgent] = UserAgent,
+    progress: Callable[[int, int], None] | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+) -> SimulationResult:
+    """Run a scenario to the end and return its results; with `out`, also write the results folder.
+
+    >>> res = run("scenarios/eco_product_launch.yaml", seed=7)  # doctest: +SKIP
+    >>> res.events.head()  # doctest: +SKIP
+
+    A run that fails part-way raises; with `out`, what it had gathered is kept in `<out>.partial/` with
+    `complete: false` in its manifest, and `out` itself is left as it was.
+
+    `checkpoint_every` K (needs `out`): save the state to `<out>.checkpoint/` every K steps; with `out`, a run
+    stopped by Ctrl-C or SIGTERM saves one there too. `resume`: continue from the checkpoint there (same scenario
+    and seed, or it is refused). The checkpoint is removed once the results are published.
+    """
+    if (checkpoint_every or resume) and out is None:
+        raise LsbmError("--checkpoint-every and --resume need --out: the checkpoint is kept beside the results")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise LsbmError(f"--checkpoint-every: {checkpoint_every} is not a positive number of steps")
+    if out is None:
+        model = SocialModel(scenario, seed=seed, overrides=overrides, behavior=behavior, agent_class=agent_class)
+        try:
+            model.run(progress)
+        finally:
+            model.broker.close()
+        return model.result()
+
+    out = Path(out)
+    check_output_folder(out)
+    kept = checkpoint.checkpoint_dir(out)
+    if resume and not (kept / checkpoint.STATE).is_file():
+        raise LsbmError(f"--resume: no checkpoint in {kept} (run with --checkpoint-every K first)")
+    if not resume:
+        checkpoint.remove(kept)  # an earlier run's checkpoint: this run starts afresh
+    staging = staging_dir(out)
+    model = None
+    try:
+        model = SocialModel(
+            scenario, seed=seed, overrides=overrides, behavior=behavior, agent_class=agent_class,
+            # The checkpoint folder is always there (it keeps the event log's row groups as they are written), so
+            # that a signal can save a resumable checkpoint at the end of the step it arrives in.
+            events_path=staging / EVENTS, checkpoint_dir=kept,
+            checkpoint_every=checkpoint_every,
+        )  # fmt: skip
+        if resume:
+            checkpoint.restore(model, kept)
+        model.run(progress)
+        result = model.result()
+        write_tables(staging, result.steps, result.items, result.agents, result.manifest, result.cascades)
+        publish(staging, out)
+        checkpoint.remove(kept)
+        result.path = out
+        return result
+    except BaseException as exc:
+        if model is not None and model.steps_completed > 0:
+            _keep_partial(model, staging, out, exc)
+        raise
+    finally:
+        if model is not None:
+            model.broker.close()
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _keep_partial(model: SocialModel, staging: Path, out: Path, exc: BaseException) -> None:
+    """Save what a failed run gathered to `<out>.partial/`, marked incomplete."""
+    try:
+        model.events.close()
+        steps = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        write_tables(staging, steps, model.items_table(), model.agents_table(), model.manifest(False, message))
+        target = partial_dir(out)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    except Exception:  # keeping the partial results must never hide the original error
+        pass
+
+
+def sample_queries(scenario: Scenario | str | Path, n: int, seed: int = 0, overrides: Sequence[str] = ()) -> QueryBatch:
+    """A random sample of n distinct questions the scenario's agents are asked (run with the default surrogate).
+
+    Used to distil a language model into the surrogate's head: the teacher answers these questions.
+    """
+    from lsbm_sim.behavior.surrogate import SurrogateModel
+
+    scenario = load_scenario(scenario, overrides)
+    recorder = QueryRecorder(SurrogateModel(reactions=scenario.behavior.reactions))
+    model = SocialModel(scenario, seed=seed, behavior=recorder)
+    model.run()
+    batch = concat_batches(recorder.asked)
+    if len(batch) > n:
+        rows = np.sort(np.random.default_rng(seed).choice(len(batch), size=n, replace=False))
+        batch = batch.take(rows)
+    return batch
+
+
+class QueryRecorder(BehaviorModelBase):
+    """A behavior model that answers with another and keeps every batch it is asked (distinct questions only,
+    since the broker asks each once)."""
+
+    def __init__(self, inner: BehaviorModel):
+        self.inner = inner
+        self.reactions = tuple(inner.reactions)
+        self.depends_on = tuple(getattr(inner, "depends_on", BehaviorModelBase.depends_on))
+        self.asked: list[QueryBatch] = []
+
+    def predict_proba(self, queries):
+        batch = as_batch(queries)
+        self.asked.append(batch)
+        return self.inner.predict_proba(batch)
+
+
+def concat_batches(batches: list[QueryBatch]) -> QueryBatch:
+    """Join batches that share their text tables (batches of one simulation)."""
+    if not batches:
+        raise ValueError("no queries to join")
+    first = batches[0]
+    columns = ("persona_id", "item_id", "label_id", "sharers", "proof", "age", "seen", "promoted", "agent_id", "n_sharers")
+    return QueryBatch(
+        personas=first.personas,
+        contents=first.contents,
+        labels=list(batches[-1].labels),  # labels only grow during a run
+        dispositions=first.dispositions,
+        **{c: np.concatenate([getattr(b, c) for b in batches]) for c in columns},
+    )
+
+
+def check_scenario(scenario: Scenario | str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Everything `validate` checks short of running: the schema, the files it names, the network, the authors
+    of every post, and the behavior settings that can be checked without loading a model. Returns a summary."""
+    scenario = load_scenario(scenario, overrides)
+    seeds = dict(zip(STREAMS, np.random.SeedSequence(scenario.seed).spawn(len(STREAMS))))
+    population, network = build_world(scenario, lambda name: np.random.default_rng(seeds[name]))
+    authors = np.random.default_rng(seeds["authors"])
+    schedule = expand_content(scenario, np.random.default_rng(seeds["content"])) + [
+        (iv.post, f"interventions[{k}].post") for k, iv in enumerate(scenario.interventions) if iv.kind == "inject"
+    ]
+    for k, (spec, field) in enumerate(schedule):
+        make_post(spec, k, spec.step, field, population, network, authors)
+    if scenario.posting is not None:  # the pool reads, and a rate column exists
+        from lsbm_sim.posting import posting_rates, read_pool
+
+        read_pool(scenario.resolve(scenario.posting.pool))
+        posting_rates(scenario.posting, population, np.random.default_rng(0))
+    if ":" in scenario.feed.recommender:  # the user's class loads
+        from lsbm_sim.recommend import load_recommender
+
+        load_recommender(scenario.feed.recommender, scenario.resolve)
+    spec = scenario.behavior
+    if spec.head is not None and not scenario.resolve(spec.head).is_file():
+        raise ScenarioError(f"behavior.head: file not found: {scenario.resolve(spec.head)}")
+    if spec.backend in ("hf", "vllm"):  # the checkpoint must be here (a folder, or a hub id in the local cache)
+        from lsbm_sim.behavior.hf import locate_checkpoint
+
+        locate_checkpoint(spec.model, scenario.resolve, spec.allow_pickle)
+    return {
+        "name": scenario.name,
+        "agents": population.size,
+        "personas": len(population.personas),
+        "follow_edges": network.num_edges,
+        "posts": len(schedule),
+        "steps": scenario.steps,
+        "backend": spec.backend,
+    }
