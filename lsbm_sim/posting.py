@@ -35,8 +35,9 @@ class Pool:
         return len(self.texts)
 
 
-def read_pool(path: Path) -> Pool:
-    """Read a pool file (.csv, .tsv, .parquet, .jsonl) with a `text` column and an optional `topic`."""
+def read_pool(path: Path, text_column: str = "text", topic_column: str | None = "topic") -> Pool:
+    """Read a pool file (.csv, .tsv, .parquet, .jsonl): texts from `text_column`, topics from `topic_column` when
+    the file has it (a column asked for by another name than the default must be there)."""
     from lsbm_sim.bft.data import describe_rows, load_table
     from lsbm_sim.bft.instructions import read_jsonl
 
@@ -44,17 +45,19 @@ def read_pool(path: Path) -> Pool:
         raise DataError(f"posting.pool: file not found: {path}")
     # JSONL through the reader that names a bad line; the rest through the table loader the fine-tuning uses.
     frame = pd.DataFrame(read_jsonl(path)) if path.suffix.lower() in (".jsonl", ".ndjson") else load_table(path)
-    if "text" not in frame.columns:
-        raise DataError(f"{path}: no 'text' column (columns: {list(frame.columns)})")
-    texts = frame["text"].tolist()
+    if text_column not in frame.columns:
+        raise DataError(f"{path}: no {text_column!r} column for posting.text_column (columns: {list(frame.columns)})")
+    texts = frame[text_column].tolist()
     empty = [i + 1 for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if empty:
-        raise DataError(f"{path}: 'text' is empty in {describe_rows(empty)}")
+        raise DataError(f"{path}: {text_column!r} is empty in {describe_rows(empty)}")
     if not texts:
         raise DataError(f"{path}: no posts")
     topics = [None] * len(texts)
-    if "topic" in frame.columns:
-        topics = [t if isinstance(t, str) and t.strip() else None for t in frame["topic"].tolist()]
+    if topic_column is not None and topic_column != "topic" and topic_column not in frame.columns:
+        raise DataError(f"{path}: no {topic_column!r} column for posting.topic_column (columns: {list(frame.columns)})")
+    if topic_column is not None and topic_column in frame.columns:
+        topics = [str(t) if pd.notna(t) and str(t).strip() else None for t in frame[topic_column].tolist()]
     return Pool(texts=texts, topics=topics)
 
 
@@ -117,7 +120,7 @@ def make_posting(scenario, population: Population, behavior, stream) -> Posting 
     spec = scenario.posting
     if spec is None:
         return None
-    pool = read_pool(scenario.resolve(spec.pool))
+    pool = read_pool(scenario.resolve(spec.pool), spec.text_column, spec.topic_column)
     rates = posting_rates(spec, population, stream("posting_rates"))
     encoder = getattr(behavior, "encoder", None)
     return Posting(spec, pool, population, rates, encode=encoder.encode if encoder is not None else None)

@@ -174,7 +174,7 @@ def check_scenario(scenario: Scenario | str | Path, overrides: Sequence[str] = (
     if scenario.posting is not None:  # the pool reads, and a rate column exists
         from lsbm_sim.posting import posting_rates, read_pool
 
-        read_pool(scenario.resolve(scenario.posting.pool))
+        read_pool(scenario.resolve(scenario.posting.pool), scenario.posting.text_column, scenario.posting.topic_column)
         posting_rates(scenario.posting, population, np.random.default_rng(0))
     if ":" in scenario.feed.recommender:  # the user's class loads
         from lsbm_sim.recommend import load_recommender

@@ -11,6 +11,7 @@ field by its dotted path, and relative file paths resolve against the folder of 
 
 from __future__ import annotations
 
+import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -291,12 +292,15 @@ PostingRate = Union[
 
 class PostingSpec(Strict):
     """People post. `rate`: the probability that a person posts in a step (a number, a distribution drawn once
-    per person, or `{column: NAME}` of the persona CSV). `pool`: a CSV, Parquet or JSONL file of texts to post
-    (`text`, optional `topic`). `interest`: how strongly a person's interests steer which text they post
-    (persona-text similarity times `interest` is the log-weight; 0 is a uniform choice)."""
+    per person, or `{column: NAME}` of the persona CSV). `pool`: a CSV, Parquet or JSONL file of texts to post,
+    read from its `text_column` (default `text`) and optional `topic_column` (default `topic`; a real data set's
+    own names, e.g. `title` and `subreddit`, work as they are). `interest`: how strongly a person's interests steer
+    which text they post (persona-text similarity times `interest` is the log-weight; 0 is a uniform choice)."""
 
     rate: PostingRate
     pool: Path
+    text_column: str = "text"
+    topic_column: str | None = "topic"
     interest: Annotated[float, Field(ge=0)] = 25.0
 
 
@@ -730,7 +734,7 @@ def _field_model(annotation: Any) -> Any:
     origin = get_origin(annotation)
     if origin is list:
         return ("list", get_args(annotation)[0])
-    if origin in (Union, Annotated) or str(origin) == "types.UnionType":
+    if origin in (Union, Annotated, types.UnionType):
         for arg in get_args(annotation):
             found = _field_model(arg)
             if found is not None:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import small_scenario
+from conftest import ROOT, small_scenario
 from lsbm_sim import Scenario, run
 from lsbm_sim.errors import ScenarioError
 
@@ -74,7 +74,10 @@ def test_people_post_from_the_pool_at_their_rate_and_unseeable_posts_retire():
     from lsbm_sim.posting import read_pool
 
     model = SocialModel(platform(steps=12))
-    model.run()
+    retired_after = []  # the posts retired by the end of each step
+    for _ in range(12):
+        model.step()
+        retired_after.append(np.flatnonzero(model.retired))
     res = model.result()
     pool = read_pool(POOL)
     items = res.items
@@ -86,10 +89,11 @@ def test_people_post_from_the_pool_at_their_rate_and_unseeable_posts_retire():
     assert (items["entered"] == items["item_id"].str.extract(r"\.s(\d+)")[0].astype(int)).all()
     assert (items["cascade_size"] >= 1).all() and res.events["item_id"].isin(items["item_id"]).all()
     # Posts no one can be shown any more were retired, and none of them was shown after it retired.
-    assert model.retired.any()
-    events = res.events.assign(item=res.events["item_id"].astype(str).map(model.item_index))
-    retired_at = {i: model.entered[i] for i in np.flatnonzero(model.retired)}
-    assert len(retired_at) > 10
+    assert len(retired_after[-1]) > 10
+    item = res.events["item_id"].astype(str).map(model.item_index).to_numpy()
+    step = res.events["step"].to_numpy()
+    for t, gone in enumerate(retired_after[:-1]):
+        assert not np.isin(item[step > t], gone).any(), f"a post retired by step {t} was shown later"
 
 
 def test_posting_by_interest_puts_posts_near_their_authors_interests():
@@ -143,6 +147,39 @@ def test_a_csv_pool_and_a_persona_column_rate(tmp_path: Path):
     authors = {int(model.posts[i].authors[0]) for i in range(len(model.item_ids))}
     assert authors == set(range(10)) and len(model.item_ids) == 30  # the ten with rate 1, every step
     assert set(model.item_texts) == {"hello world", "second post"}
+
+
+def test_a_pool_read_by_its_own_column_names(tmp_path: Path):
+    from lsbm_sim import SocialModel
+    from lsbm_sim.errors import DataError
+
+    pool = tmp_path / "reddit.csv"
+    pool.write_text("id,title,subreddit\n1,Scientists map the genome of the axolotl,science\n2,My cat at the vet,pics\n")
+    spec = {"rate": 0.2, "pool": str(pool), "text_column": "title", "topic_column": "subreddit"}
+    model = SocialModel(platform(posting=spec, steps=3))
+    model.run()
+    items = model.result().items
+    assert len(items) > 0 and set(items["text"]) <= {"Scientists map the genome of the axolotl", "My cat at the vet"}
+    assert set(items["topic"]) <= {"science", "pics"} and items["topic"].notna().all()
+    with pytest.raises(DataError, match="no 'headline' column for posting.text_column"):
+        SocialModel(platform(posting={**spec, "text_column": "headline"}))
+    with pytest.raises(DataError, match="no 'sub' column for posting.topic_column"):
+        SocialModel(platform(posting={**spec, "topic_column": "sub"}))
+
+
+def test_platform_day_runs_on_real_post_titles(shared_data: Path, tmp_path: Path):
+    """The shipped platform scenario on real posts (Reddit's top 2013 posts, public domain), as the README shows."""
+    from lsbm_sim import run
+
+    titles = sorted((shared_data / "reddit_top_2013").glob("*.csv"))
+    if not titles:
+        pytest.skip(f"no Reddit titles in {shared_data / 'reddit_top_2013'}")
+    res = run(ROOT / "scenarios" / "platform_day.yaml", overrides=[
+        f"posting.pool={titles[0]}", "posting.text_column=title", "posting.topic_column=null",
+        "population.size=3000", "steps=8", "posting.rate=0.01"])  # fmt: skip
+    real = set(pd.read_csv(titles[0])["title"].astype(str))
+    assert len(res.items) > 100 and set(res.items["text"]) <= real
+    assert res.items["reach"].sum() > 0
 
 
 # ------------------------------------------------------------------------------------------ recommenders

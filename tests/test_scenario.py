@@ -120,3 +120,6 @@ def test_set_paths_resolve_against_the_working_directory_and_file_paths_against_
     assert check_scenario(from_file, overrides=["network.path=edges.txt"])["agents"] == 4  # with_overrides too
     absolute = Scenario.from_yaml(scenario_file, overrides=[f"network.path={folder / 'edges.txt'}"])
     assert absolute.resolve(absolute.network.path) == folder / "edges.txt"
+    # A path inside a section the scenario may leave out (posting is optional) is read from the command line too.
+    with_pool = Scenario.from_yaml(scenario_file, overrides=["posting.rate=0.5", "posting.pool=pool.csv"])
+    assert with_pool.resolve(with_pool.posting.pool) == tmp_path / "pool.csv"

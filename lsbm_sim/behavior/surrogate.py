@@ -177,7 +177,10 @@ class SentenceEncoder:
     def dim(self) -> int:
         if self._model is None and self._cache:
             return len(next(iter(self._cache.values())))
-        return int(self.model.get_sentence_embedding_dimension())
+        model = self.model
+        # sentence-transformers 5.x renamed the method (the old name warns); older releases have only the old one.
+        dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(dimension())
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length embeddings, one row per text (float32)."""
