@@ -195,3 +195,34 @@ def test_a_killed_sweeps_workers_stop_and_the_same_command_finishes_it(tmp_path)
     returncode, err = finish(lsbm(*command, cwd=tmp_path))
     assert returncode == 0, err
     assert_whole_sweep(tmp_path, first)
+
+
+def descendants(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [k for parent in frontier for k in children(parent)]
+        found += kids
+        frontier = kids
+    return found
+
+
+def test_ctrl_c_stops_a_ray_sweep_its_local_cluster_exits_and_the_same_command_finishes_it(tmp_path):
+    pytest.importorskip("ray")
+    Path(os.environ["RAY_TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    command = [*sweep_command(tmp_path), "--executor", "ray"]
+    proc = lsbm(*command, cwd=tmp_path)
+    wait_for(lambda: finished_runs(tmp_path), timeout=120, what="a finished run")
+    cluster = descendants(proc.pid)  # the local Ray cluster the command started: raylet, GCS, workers
+    WORKERS.extend(cluster)
+    assert cluster
+    proc.send_signal(signal.SIGINT)
+    returncode, err = finish(proc, timeout=90)
+    assert returncode == 130, err
+    assert "interrupted by SIGINT: kept" in err and "Traceback" not in err
+    wait_for(lambda: not any(alive(p) for p in cluster), timeout=60, what="the Ray cluster's processes to exit")
+    first = {p: p.stat().st_mtime_ns for p in finished_runs(tmp_path)}
+    assert 0 < len(first) < SWEEP_RUNS and (tmp_path / "sw" / "sweep.partial.parquet").is_file()
+
+    returncode, err = finish(lsbm(*command, cwd=tmp_path), timeout=180)
+    assert returncode == 0, err
+    assert_whole_sweep(tmp_path, first)
