@@ -258,6 +258,20 @@ def test_same_seed_same_platform_run():
     assert len(a.events) > 100
 
 
+def test_a_platform_sweep_is_the_same_with_one_or_two_workers():
+    """People posting and a recommender draw on their own random streams: a run depends on its scenario and seed
+    only, not on which process ran it or beside what."""
+    from lsbm_sim.sweep import sweep
+
+    grid = {"feed.recommender": ["random", "popularity"]}
+    base = platform(steps=8, feed={"policy": "random", "size": 6})
+    one = sweep(base, grid, replications=2, workers=1)
+    two = sweep(base, grid, replications=2, workers=2)
+    columns = [c for c in one.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(one[columns], two[columns])
+    assert one["item_id"].nunique() > 20 and one["reach"].sum() > 0
+
+
 def test_a_recommender_needs_a_capped_feed_and_a_loadable_class():
     with pytest.raises(ScenarioError, match="feed.size"):
         platform(feed={"policy": "all", "size": None, "recommender": "interest"})
