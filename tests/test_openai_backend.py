@@ -77,8 +77,8 @@ def test_a_scenario_through_the_server_matches_hf(tmp_path, tiny_checkpoint, tin
 
 
 def test_base_urls_are_tried_in_turn(tiny_server):
-    dead = f"http://127.0.0.1:{free_port()}/v1"
-    client = OpenAIScorer(SERVED_NAME, [dead, tiny_server.url], **FAST)
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # refuses at once; the live server may be slow on a busy machine
+    client = OpenAIScorer(SERVED_NAME, [dead, tiny_server.url], **{**FAST, "timeout": 30})
     assert client.predict_proba(sample_batch(3)).shape == (3, 4)
     assert client.stats["retried_requests"] >= 1
 
