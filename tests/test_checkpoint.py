@@ -47,10 +47,18 @@ def scenario(tmp_path: Path, **changes) -> Path:
     return path
 
 
-def test_a_run_killed_after_a_checkpoint_and_resumed_writes_the_same_events_file(tmp_path):
-    path = scenario(tmp_path)
-    returncode, err = finish(lsbm("run", path, "--out", "whole", "-q", cwd=tmp_path))
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory) -> tuple[Path, Path]:
+    """The scenario file and the results of its uninterrupted run (one run serves every test here)."""
+    folder = tmp_path_factory.mktemp("whole")
+    path = scenario(folder)
+    returncode, err = finish(lsbm("run", path, "--out", "whole", "-q", cwd=folder))
     assert returncode == 0, err
+    return path, folder / "whole"
+
+
+def test_a_run_killed_after_a_checkpoint_and_resumed_writes_the_same_events_file(tmp_path, whole):
+    path, whole_dir = whole
 
     proc = lsbm("run", path, "--out", "res", "-q", "--checkpoint-every", 25, cwd=tmp_path)
     state = tmp_path / "res.checkpoint" / "state.pkl"
@@ -64,19 +72,16 @@ def test_a_run_killed_after_a_checkpoint_and_resumed_writes_the_same_events_file
 
     returncode, err = finish(lsbm("run", path, "--out", "res", "-q", "--resume", cwd=tmp_path))
     assert returncode == 0, err
-    whole, resumed = (tmp_path / "whole" / "events.parquet").read_bytes(), (tmp_path / "res" / "events.parquet").read_bytes()
-    assert resumed == whole
+    assert (tmp_path / "res" / "events.parquet").read_bytes() == (whole_dir / "events.parquet").read_bytes()
     for table in ("steps", "items", "agents"):
-        a, b = (pd.read_parquet(tmp_path / d / f"{table}.parquet") for d in ("whole", "res"))
+        a, b = (pd.read_parquet(d / f"{table}.parquet") for d in (whole_dir, tmp_path / "res"))
         assert a.equals(b), table
     assert not (tmp_path / "res.checkpoint").exists()  # removed once the results are published
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_saves_a_checkpoint_that_resumes_to_the_same_events_file(tmp_path, sig, code):
-    path = scenario(tmp_path)
-    returncode, err = finish(lsbm("run", path, "--out", "whole", "-q", cwd=tmp_path))
-    assert returncode == 0, err
+def test_a_signal_saves_a_checkpoint_that_resumes_to_the_same_events_file(tmp_path, whole, sig, code):
+    path, whole_dir = whole
 
     proc = lsbm("run", path, "--out", "res", "-q", cwd=tmp_path)  # no --checkpoint-every: the signal saves one
     deadline = time.monotonic() + 90
@@ -91,8 +96,7 @@ def test_a_signal_saves_a_checkpoint_that_resumes_to_the_same_events_file(tmp_pa
 
     returncode, err = finish(lsbm("run", path, "--out", "res", "-q", "--resume", cwd=tmp_path))
     assert returncode == 0, err
-    whole, resumed = (tmp_path / "whole" / "events.parquet").read_bytes(), (tmp_path / "res" / "events.parquet").read_bytes()
-    assert resumed == whole
+    assert (tmp_path / "res" / "events.parquet").read_bytes() == (whole_dir / "events.parquet").read_bytes()
     assert not (tmp_path / "res.checkpoint").exists()
 
 
