@@ -9,15 +9,16 @@
                                                                  # a world variant of it vs the FIT halves
 
 `shipped` runs `scenarios/twitter_cascades.yaml` (1,000 ordinary posts in 4 batches on a 100,000-person
-follower graph, the default head as shipped, i.e. calibrated) over `--reps` seeds and prints the KS table against twitter16's check half (the
-half `lsbm-sim calibrate` held out, split_real seed 0) with the real-vs-real floor, and the share of posts
-nobody shared beside auspol's share of size-1 cascades (a data set that keeps its unshared posts) on auspol's
-held-out half (split_real seed 0) and on all of it.
+follower graph, the default head as shipped, i.e. calibrated) over `--reps` seeds and prints the KS table
+against twitter16's check half (the half `lsbm-sim calibrate` held out, split_real seed 0) with the
+real-vs-real floor, and the share of posts nobody shared beside auspol's share of size-1 cascades (a data set
+that keeps its unshared posts) on auspol's held-out half (split_real seed 0) and on all of it.
 
 `variant` is how the scenario's world was chosen: it runs the scenario with `--set` changes (and, with
 `--batches K --every S`, its 1,000 posts re-cut into K equal batches posted S steps apart; K = 1: all at step
-0) and prints one table row scored on the FIT halves only (twitter16's and auspol's, split_real seed 0): matched-size KS on depth and
-structural virality, KS on size, the share of real trees in shared size bins, and the unshared share.
+0) and prints one table row scored on the FIT halves only (twitter16's and auspol's, split_real seed 0):
+matched-size KS on depth and structural virality, KS on size, the share of real trees in shared size bins,
+and the unshared share.
 
 `default` runs `scenarios/eco_product_launch.yaml` (the default behavior model on a 5,000-person Barabasi-Albert
 graph) with each of its two posts seeded by 50 random accounts (so each run gives 100 trees), over `--reps`

@@ -100,6 +100,9 @@ COEFFICIENT_SOURCES: dict[str, str] = {
 # ("The calibrated default"). The fit is partial: only about a fifth of twitter16's trees fall in size bins
 # the scenario also makes, and the size KS stays near 1 (twitter16 keeps only large trees). Before: intercept
 # -4.3, sharers 0.45, age -0.25 (assumed), trees 2-3x deeper than twitter16's at the same size.
+# That was the scenario's first world (every post at step 0, 5,000 people; `git show
+# fe62dc1:scenarios/twitter_cascades.yaml`); its world is now 100,000 people with the posts in 4 batches,
+# chosen on the fit halves with this head unchanged (benchmarks/RESULTS.md, "A bigger, staggered world").
 CALIBRATION = "twitter16 fit half in scenarios/twitter_cascades.yaml, 2026-11-28 (share: intercept, sharers, age)"
 # The appeal coefficient, the same for like, share and comment (clicks say how much a wording draws people in,
 # not which reaction follows): the root of median(engagement ratio) = 1.94 on the training weeks' significant
