@@ -388,6 +388,7 @@ def _run_ray(jobs, data, base_dir, runs_dir, keep_runs, workers, address, finish
         import ray
     except ImportError:
         raise LsbmError("the ray executor needs Ray: pip install 'lsbm-sim[ray]'") from None
+    started_here = not ray.is_initialized() and not address  # a local cluster this command owns
     if not ray.is_initialized():
         options: dict[str, Any] = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": False}
         if address:
@@ -411,8 +412,15 @@ def _run_ray(jobs, data, base_dir, runs_dir, keep_runs, workers, address, finish
             else:
                 finished(job, rows)
     except BaseException:
-        for ref in pending:
-            ray.cancel(ref, force=True)
+        if started_here:
+            # Shutting the local cluster down stops its workers. Cancelling tasks instead can race with a task
+            # that is just finishing and abort this process inside Ray (a known Ray bug, "Tried to complete task
+            # that was not pending"), losing the exit code and the line saying what was kept.
+            ray.shutdown()
+        elif pending:  # someone else's cluster lives on: stop only our tasks, those not finished by now
+            _, unfinished = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+            for ref in unfinished:
+                ray.cancel(ref, force=True)
         raise
 
 
