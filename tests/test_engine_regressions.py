@@ -141,3 +141,23 @@ def test_agents_are_registered_as_mesa_registers_them():
     ours[3].remove()
     late = Tagged(model, 300)
     assert len(model.agents) == 300 and late in model.agents and ours[3] not in model.agents_by_type[Tagged]
+
+
+def test_a_finished_model_is_freed_so_runs_in_one_process_do_not_pile_up():
+    """Mesa keeps a per-model counter of agent numbers in a class-level dict keyed by the model; unless that key is
+    weak, every model built in a process (a sweep's or a calibration's runs one after another) stays in memory."""
+    import gc
+    import weakref
+
+    from lsbm_sim import run
+
+    model = SocialModel(Scenario.from_dict(small_scenario()))
+    model.run()
+    model.result()
+    built = weakref.ref(model)
+    numbers = [a.unique_id for a in model.agents][:3]
+    del model
+    run(Scenario.from_dict(small_scenario()))  # and through run(), as a sweep worker calls it
+    gc.collect()
+    assert built() is None, "a finished model is still referenced"
+    assert numbers == [1, 2, 3]  # Mesa's numbering of each model's agents is unchanged
