@@ -102,7 +102,10 @@ def run_job(scenario: dict[str, Any], base_dir: str, job: Job, runs_dir: str | N
     from lsbm_sim.runner import run
 
     spec = Scenario.from_dict(scenario, base_dir=base_dir)
-    result = run(spec, seed=job.seed, overrides=job.overrides)
+    # The sweep keeps per-post (or per-tree) figures; the event log, one row per exposure, is only needed when the
+    # whole run is kept. Not logging it spares its memory, which a supercritical trial can make gigabytes.
+    logging = [] if keep_runs else ["results.events=none"]
+    result = run(spec, seed=job.seed, overrides=[*job.overrides, *logging])
     rows = result.items.drop(columns=["text"]) if rows_of == "items" else result.cascades.copy()
     rows["decisions"] = result.manifest["broker"]["decisions"]
     rows["seconds"] = result.manifest["timings"]["steps_seconds"] + result.manifest["timings"]["setup_seconds"]
