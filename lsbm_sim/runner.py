@@ -88,6 +88,8 @@ def run(
     except BaseException as exc:
         if model is not None and model.steps_completed > 0:
             _keep_partial(model, staging, out, exc)
+        if not (kept / checkpoint.STATE).is_file():  # row groups with no state to resume from: nothing to keep
+            checkpoint.remove(kept)
         raise
     finally:
         if model is not None:

@@ -119,3 +119,25 @@ def test_a_checkpoint_of_another_scenario_is_refused(tmp_path):
     assert returncode == 2 and "is of seed 5, not 6" in err, err
     returncode, err = finish(lsbm("run", path, "--out", "res3", "-q", "--resume", cwd=tmp_path))
     assert returncode == 2 and "no checkpoint in res3.checkpoint" in err, err
+
+
+def test_a_run_that_fails_part_way_keeps_its_partial_results_and_no_checkpoint_folder(tmp_path, monkeypatch):
+    """The checkpoint folder holds the event log's row groups as they are written; a run that fails with no
+    checkpoint saved has nothing to resume from, so the folder goes (the partial results stay)."""
+    from lsbm_sim import UserAgent, results, run
+
+    monkeypatch.setattr(results, "FLUSH_ROWS", 50)  # row groups are written before the failure
+
+    class FailsAtStepFive(UserAgent):
+        steps_seen = 0
+
+        def step(self):
+            if self.agent_id == 0:
+                type(self).steps_seen += 1
+                if type(self).steps_seen == 5:
+                    raise RuntimeError("boom at step 5")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run(scenario(tmp_path), out=tmp_path / "res", agent_class=FailsAtStepFive)
+    assert (tmp_path / "res.partial" / "events.parquet").is_file()
+    assert not (tmp_path / "res.checkpoint").exists() and not (tmp_path / "res").exists()
