@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import fmt_seconds, in_child, median, peak_rss_gb, print_machine
+from common import fmt_seconds, in_child, median, peak_rss_gb, print_command, print_machine
 
 HERE = Path(__file__).resolve()
 
@@ -201,7 +200,7 @@ def main() -> None:
         return
 
     print_machine()
-    print(f"# {' '.join(['python benchmarks/bench_ndlib.py', *sys.argv[1:]])}")
+    print_command()
     source = ", read from a text edge list by both" if args.edgelist else ""
     print(f"# independent cascade on Barabasi-Albert(n, m={args.m}){source}, p={args.p}, {args.seed_fraction:.0%} seeds")
     rows = []

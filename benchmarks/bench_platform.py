@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, fmt_seconds, in_child, peak_rss_gb, print_machine
+from common import ROOT, fmt_seconds, in_child, peak_rss_gb, print_command, print_machine
 
 HERE = Path(__file__).resolve()
 SETTINGS = ["posting.rate=0.001", "feed.size=10", "feed.out_of_network=0.3", "feed.recommender=interest"]
@@ -68,7 +67,7 @@ def main() -> None:
         return
 
     print_machine()
-    print(f"# {' '.join(['python benchmarks/bench_platform.py', *sys.argv[1:]])}")
+    print_command()
     print(f"# platform_day.yaml, {args.steps} steps, {' '.join(SETTINGS)}")
     rows = []
     for n in args.sizes:

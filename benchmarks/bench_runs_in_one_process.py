@@ -9,17 +9,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import sys
 
-from common import ROOT, print_machine
-
-
-def resident_gb() -> float:
-    """This process's resident memory now (Linux: /proc), not its peak."""
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 2**20
-    raise RuntimeError("no VmRSS in /proc/self/status")
+from common import ROOT, print_command, print_machine, resident_gb
 
 
 def main() -> None:
@@ -28,7 +19,7 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=30_000)
     args = parser.parse_args()
     print_machine()
-    print(f"# {' '.join(['python benchmarks/bench_runs_in_one_process.py', *sys.argv[1:]])}")
+    print_command()
     from lsbm_sim import run
 
     # 600 posts (4 batches of 150) keep each run a few seconds.

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, fmt_seconds, in_child, median, peak_rss_gb, print_machine
+from common import ROOT, fmt_seconds, in_child, median, peak_rss_gb, print_command, print_machine
 
 HERE = Path(__file__).resolve()
 
@@ -99,7 +99,7 @@ def main() -> None:
         return
 
     print_machine()
-    print(f"# {' '.join(['python benchmarks/bench_scale.py', *sys.argv[1:]])}")
+    print_command()
     print(f"# scenario {Path(args.scenario).name}, {args.steps} steps, default behavior model (surrogate)")
     cache_root = ROOT / ".cache" / "bench-embeddings"
     os.environ["LSBM_CACHE"] = str(cache_root)

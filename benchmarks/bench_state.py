@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from common import fmt_seconds, in_child, median, peak_rss_gb, print_machine
+from common import fmt_seconds, in_child, median, peak_rss_gb, print_command, print_machine
 
 HERE = Path(__file__).resolve()
 
@@ -114,7 +113,7 @@ def main() -> None:
         return
 
     print_machine()
-    print(f"# {' '.join(['python benchmarks/bench_state.py', *sys.argv[1:]])}")
+    print_command()
     print(f"# {args.people:,} people, BA m=5, chronological feed of 10, constant reactions, {args.steps} steps")
     print()
     print("| posts | peak GB | state table GB | pairs kept | exposures | run s |")

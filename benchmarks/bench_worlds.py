@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import fmt_seconds, in_child, median, peak_rss_gb, print_machine
+from common import fmt_seconds, in_child, median, peak_rss_gb, print_command, print_machine
 
 HERE = Path(__file__).resolve()
 
@@ -94,7 +93,7 @@ def main() -> None:
         return
 
     print_machine()
-    print(f"# {' '.join(['python benchmarks/bench_worlds.py', *sys.argv[1:]])}")
+    print_command()
     print("\n| follower graph nodes | edges | build s (median) | CPU s | largest follower count | peak GB |")
     print("|---|---|---|---|---|---|")
     for n in args.nodes:

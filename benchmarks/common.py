@@ -62,6 +62,19 @@ def print_machine() -> None:
           f"load average {m['load_1min']}")  # fmt: skip
 
 
+def print_command() -> None:
+    """The command line that printed these figures, as a comment line."""
+    print(f"# python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}".rstrip())
+
+
+def resident_gb() -> float:
+    """This process's resident memory now (Linux: /proc), not its peak."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 2**20
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
 def peak_rss_gb() -> float:
     """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

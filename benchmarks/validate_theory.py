@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 
-from common import print_machine
+from common import print_command, print_machine
 
 
 def outbreak_fraction(r: float) -> float:
@@ -65,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
 
     print_machine()
-    print(f"# {' '.join(['python benchmarks/validate_theory.py', *sys.argv[1:]])}")
+    print_command()
     print(f"# Erdos-Renyi n={args.n:,}, <k>={args.k}, {args.posts} single-seed cascades per value")
     print()
     print("| <k>p (realised) | theory S | P(large outbreak) | mean large outbreak / n | |diff| | "
