@@ -168,6 +168,7 @@ def test_app_on_a_port_in_use_exits_2(tmp_path, capsys):
         taken.listen()
         port = taken.getsockname()[1]
         code, _, err = run_cli(capsys, "app", "--port", port)
+    assert code == 2, err  # refused before any server starts (the page would otherwise block here)
     one_line_error(code, err, f"--port {port}", "choose another port")
 
 
