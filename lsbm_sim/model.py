@@ -48,6 +48,11 @@ from lsbm_sim.world import build_world
 STREAMS = ("population", "network", "authors", "activity", "feed", "sampling", "interventions", "thresholds", "content")
 
 
+def stream_seeds(seed: int) -> dict[str, np.random.SeedSequence]:
+    """The seed of each named random stream of a run with this seed."""
+    return dict(zip(STREAMS, np.random.SeedSequence(seed).spawn(len(STREAMS))))
+
+
 class SocialModel(ResultTables, mesa.Model):
     """A population on a follow graph reacting to posts as a behavior model predicts.
 
@@ -78,7 +83,7 @@ class SocialModel(ResultTables, mesa.Model):
         self.seed = seed
         self.timings: dict[str, float] = {}
         started = time.perf_counter()
-        self._streams = dict(zip(STREAMS, np.random.SeedSequence(seed).spawn(len(STREAMS))))
+        self._streams = stream_seeds(seed)
         self._generators: dict[str, np.random.Generator] = {}
 
         self.population, self.network = build_world(scenario, self.stream)

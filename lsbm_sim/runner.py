@@ -17,11 +17,10 @@ from lsbm_sim.behavior import BehaviorModel
 from lsbm_sim.behavior.base import BehaviorModelBase, QueryBatch, as_batch
 from lsbm_sim.content import expand_content, make_post
 from lsbm_sim.errors import LsbmError, ScenarioError
-from lsbm_sim.model import STREAMS, SocialModel
+from lsbm_sim.model import SocialModel, stream_seeds
 from lsbm_sim.results import EVENTS, SimulationResult, check_output_folder, partial_dir, publish, staging_dir, write_tables
 from lsbm_sim.scenario import Scenario, load_scenario
 from lsbm_sim.world import build_world
-
 
 
 def run(
@@ -165,7 +164,7 @@ def check_scenario(scenario: Scenario | str | Path, overrides: Sequence[str] = (
     """Everything `validate` checks short of running: the schema, the files it names, the network, the authors
     of every post, and the behavior settings that can be checked without loading a model. Returns a summary."""
     scenario = load_scenario(scenario, overrides)
-    seeds = dict(zip(STREAMS, np.random.SeedSequence(scenario.seed).spawn(len(STREAMS))))
+    seeds = stream_seeds(scenario.seed)
     population, network = build_world(scenario, lambda name: np.random.default_rng(seeds[name]))
     authors = np.random.default_rng(seeds["authors"])
     schedule = expand_content(scenario, np.random.default_rng(seeds["content"])) + [
