@@ -35,6 +35,7 @@ from typing import Any
 
 import pandas as pd
 
+from lsbm_sim import interrupts
 from lsbm_sim.errors import LsbmError
 from lsbm_sim.results import remove_stale_staging
 from lsbm_sim.scenario import Scenario
@@ -405,15 +406,21 @@ def _run_ray(jobs, data, base_dir, runs_dir, keep_runs, workers, address, finish
     runs = str(runs_dir) if runs_dir is not None else None
     pending = {remote.remote(data, base_dir, job, runs, keep_runs, rows_of): job for job in jobs}
     try:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            job = pending.pop(done[0])
-            try:
-                rows = ray.get(done[0])
-            except Exception as exc:  # Ray wraps the worker's exception; its cause names what went wrong
-                finished(job, None, _describe(getattr(exc, "cause", None) or exc))
-            else:
-                finished(job, rows)
+        # Ray checks for signals inside its own C++ calls, and an exception raised there by our handler comes back
+        # as a SystemError; so a signal only sets a flag while Ray waits, and is raised between waits.
+        with interrupts.deferred():
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+                interrupts.raise_if_requested()
+                if not done:
+                    continue
+                job = pending.pop(done[0])
+                try:
+                    rows = ray.get(done[0])
+                except Exception as exc:  # Ray wraps the worker's exception; its cause names what went wrong
+                    finished(job, None, _describe(getattr(exc, "cause", None) or exc))
+                else:
+                    finished(job, rows)
     except BaseException:
         if started_here:
             # Shutting the local cluster down stops its workers. Cancelling tasks instead can race with a task
