@@ -131,8 +131,10 @@ SWEEP_RUNS = 6  # 3 grid points x 2 replications
 
 
 def sweep_command(tmp_path: Path) -> list:
+    # About a second a run (many cheap steps), so that runs are still unfinished when the test stops the sweep
+    # after the first one is written; runs of a tenth of a second could all finish before the signal.
     path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(small_scenario(steps=60, population={"size": 500, "activity": 0.6})))
+    path.write_text(yaml.safe_dump(small_scenario(steps=4000, population={"size": 500, "activity": 0.6})))
     return ["sweep", path, "--grid", "behavior.probabilities.share=0.05,0.1,0.2", "--replications", 2,
             "--workers", 2, "--out", "sw"]  # fmt: skip
 
