@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lsbm_sim.errors import LsbmError
 from lsbm_sim.metrics import cascade_metrics, half_times, tree_table
 from lsbm_sim.results import SimulationResult
 
@@ -52,7 +53,7 @@ class ResultTables:
     def items_table(self) -> pd.DataFrame:
         """One row per post: when it entered, its reach, reactions and cascade metrics (over its authors'
         trees, as lsbm_sim.metrics defines them for several roots)."""
-        item, _, parent, step = self._cascade_nodes()
+        item, agent, parent, step = self._cascade_nodes()
         per_post = {}
         if len(item):
             trees = tree_table(parent, step)
@@ -72,6 +73,10 @@ class ResultTables:
                     "structural_virality": float(row["wiener"] / row["pairs"]) if row["pairs"] > 0 else 0.0,
                     "half_time": float(half[k]),
                 }  # fmt: skip
+        impressions = self._item_impressions()
+        # Followers of the post's authors and of everyone who shared it: the accounts it could reach.
+        audience = np.bincount(item, weights=self.network.out_degree[agent], minlength=len(self.item_ids)) if len(item) \
+            else np.zeros(len(self.item_ids))
         rows = []
         for index, pid in enumerate(self.item_ids):
             post = self.posts[index] if self.entered[index] >= 0 else None
@@ -85,11 +90,26 @@ class ResultTables:
                     "label": self.labels[self.label_of[index]] or None,
                     "removed": bool(self.removed[index]),
                     "reach": int(self.item_reach[index]),
+                    "impressions": impressions[index],
+                    "audience": int(audience[index]),
                     **{r: int(c[index]) for r, c in self.item_reaction_counts.items()},
                     **per_post.get(index, cascade_metrics(np.zeros(0, dtype=np.int64))),
                 }
             )
         return pd.DataFrame(rows)
+
+    def _item_impressions(self) -> list[float]:
+        """Exposures per post (feed displays, as platforms count impressions), counted from the event log;
+        NaN where the log does not keep every exposure or cannot be read yet."""
+        n = len(self.item_ids)
+        if getattr(self.events, "keep", "all") != "all":
+            return [float("nan")] * n
+        try:
+            column = self.events.table().column("item_id").combine_chunks()
+        except LsbmError:  # a log being streamed to disk is readable once the run has finished
+            return [float("nan")] * n
+        ids = pd.Series(column.to_pandas()).astype(str).value_counts()
+        return [float(ids.get(pid, 0)) for pid in self.item_ids]
 
     def agents_table(self) -> pd.DataFrame:
         frame = pd.DataFrame({"agent_id": np.arange(self.num_agents, dtype=np.int32)})
