@@ -622,11 +622,15 @@ def _cut(sim: pd.DataFrame, real: pd.DataFrame, min_size: int | None) -> tuple[p
     for name, table in (("simulated", sim), ("real", real)):
         part = table[table["cascade_size"].to_numpy() >= min_size]
         if len(part) == 0:
-            raise LsbmError(f"no {name} cascade has {min_size} nodes or more (largest: {int(table['cascade_size'].max())}); "
+            raise (NothingToCompare if name == "simulated" else LsbmError)(f"no {name} cascade has {min_size} nodes or more (largest: {int(table['cascade_size'].max())}); "
                             "lower --min-size or simulate longer or larger")  # fmt: skip
         part.attrs = dict(table.attrs)
         kept.append(part.reset_index(drop=True))
     return kept[0], kept[1], f"{why}: {len(kept[0])} of {len(sim)} simulated, {len(kept[1])} of {len(real)} real"
+
+
+class NothingToCompare(LsbmError):
+    """The simulated side has no cascade of the sizes compared (a calibration scores such a trial as far off)."""
 
 
 def _time_scale(sim: pd.DataFrame, real: pd.DataFrame, metrics) -> tuple[str | None, str, pd.DataFrame, pd.DataFrame]:

@@ -3,7 +3,7 @@
     lsbm-sim run SCENARIO --out DIR [--seed N] [--steps N] [--set PATH=VALUE ...]
     lsbm-sim validate SCENARIO [--set PATH=VALUE ...]
     lsbm-sim compare RUN_OR_SWEEP [--real PATH] [--impressions PATH] [--min-size N] [--json] [--out DIR]
-    lsbm-sim calibrate SCENARIO --real PATH --param PATH=LOW..HIGH ... [--trials N] [--workers K] [--out DIR]
+    lsbm-sim calibrate SCENARIO [--real PATH] [--impressions PATH] --param PATH=LOW..HIGH ... [--trials N] [--out DIR]
     lsbm-sim explain "TEXT" [--persona ...] [--scenario ...] [--json] [--edit OLD=>NEW]
     lsbm-sim optimize SCENARIO --post ID --variants FILE [--replications 20] [--out DIR]
     lsbm-sim serve / distill / bft ...
@@ -362,7 +362,6 @@ def _run_items(path: Path):
 @app.command()
 def calibrate(
     scenario: ScenarioArg,
-    real: Annotated[Path, typer.Option(help="Real cascades to fit (split into fit and check halves).")],
     param: Annotated[list[str], typer.Option(help="A field and its range: behavior.p=0.01..0.3 (:log; repeatable).")],
     trials: Annotated[int, typer.Option(help="Finished trials wanted (a rerun resumes the study).")] = 30,
     replications: Annotated[int, typer.Option(help="Runs per trial (seeds base, base+1, ...: the same in every trial).")] = 2,
@@ -371,22 +370,28 @@ def calibrate(
     ray_address: Annotated[str | None, typer.Option(help="Address of a running Ray cluster.")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for the study (default: results/<name>-calibration).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of the fit/check split.")] = 0,
+    real: Annotated[Path | None, typer.Option(help="Real cascades to fit (split into fit and check halves).")] = None,
+    impressions: Annotated[Path | None, typer.Option(help="Real per-post impressions to fit rates per impression to (split too).")] = None,
+    min_size: Annotated[int | None, typer.Option(help="Compare cascades of this many nodes and more (default: the real data's smallest).")] = None,
     set_: SetOption = None,
 ) -> None:
-    """Fit scenario fields to real cascades (Optuna TPE; the study resumes from OUT/study.db)."""
+    """Fit scenario fields to real cascades and/or real rates per impression (Optuna TPE; the study resumes
+    from OUT/study.db)."""
     from lsbm_sim.calibrate import Param
     from lsbm_sim.calibrate import calibrate as run_calibration
     from lsbm_sim.scenario import load_scenario
 
     spec = load_scenario(scenario, _overrides(set_))
     params = [Param.parse(p) for p in param]  # a malformed range fails before the progress bar
+    if real is None and impressions is None:
+        raise LsbmError("give --real (cascades), --impressions (per-post impressions) or both to calibrate to")
     out = out if out is not None else Path("results") / f"{spec.name}-calibration"
     with Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=console) as bar:  # fmt: skip
         task = bar.add_task("", total=trials)
         result = run_calibration(
             spec, real, params, trials=trials, replications=replications, out=out, executor=executor, workers=workers,
-            ray_address=ray_address, seed=seed,
+            ray_address=ray_address, seed=seed, impressions=impressions, min_size=min_size,
             progress=lambda done, total, value: bar.update(task, completed=done, description=f"last score {value:.3f}"),
         )  # fmt: skip
     best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best.items())
