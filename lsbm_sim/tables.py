@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lsbm_sim.errors import LsbmError
 from lsbm_sim.metrics import cascade_metrics, half_times, tree_table
 from lsbm_sim.results import SimulationResult
 
@@ -90,7 +89,7 @@ class ResultTables:
                     "label": self.labels[self.label_of[index]] or None,
                     "removed": bool(self.removed[index]),
                     "reach": int(self.item_reach[index]),
-                    "impressions": impressions[index],
+                    "impressions": int(impressions[index]),
                     "audience": int(audience[index]),
                     **{r: int(c[index]) for r, c in self.item_reaction_counts.items()},
                     **per_post.get(index, cascade_metrics(np.zeros(0, dtype=np.int64))),
@@ -99,17 +98,14 @@ class ResultTables:
         return pd.DataFrame(rows)
 
     def _item_impressions(self) -> list[float]:
-        """Exposures per post (feed displays, as platforms count impressions), counted from the event log;
-        NaN where the log does not keep every exposure or cannot be read yet."""
-        n = len(self.item_ids)
-        if getattr(self.events, "keep", "all") != "all":
-            return [float("nan")] * n
-        try:
-            column = self.events.table().column("item_id").combine_chunks()
-        except LsbmError:  # a log being streamed to disk is readable once the run has finished
-            return [float("nan")] * n
-        ids = pd.Series(column.to_pandas()).astype(str).value_counts()
-        return [float(ids.get(pid, 0)) for pid in self.item_ids]
+        """Exposures per post (feed displays, as platforms count impressions): the sum over the post's
+        (post, person) pairs of how often it was shown to that person. The pairs of a retired post (people's
+        posts no one can be shown again) are dropped when the pair table fills up: such a post then counts
+        the displays still kept."""
+        state = self.state
+        used = state.keys >= 0
+        shown = np.bincount(state.keys[used] // state.n_people, weights=state._seen[used], minlength=len(self.item_ids))
+        return shown.astype(float).tolist()
 
     def agents_table(self) -> pd.DataFrame:
         frame = pd.DataFrame({"agent_id": np.arange(self.num_agents, dtype=np.int32)})
