@@ -546,6 +546,7 @@ def compare(sim: pd.DataFrame | Path | str, real: pd.DataFrame | Path | str, met
         if "cascade_size" not in table.columns:
             raise LsbmError(f"the {name} cascades have no cascade_size column")
     sim, real, cut = _cut(sim, real, min_size)
+    nothing = len(sim) == 0
     time_scale, time_note, sim, real = _time_scale(sim, real, metrics)
     sim_bins, real_bins = size_bins(sim["cascade_size"].to_numpy()), size_bins(real["cascade_size"].to_numpy())
     rows = []
@@ -556,6 +557,14 @@ def compare(sim: pd.DataFrame | Path | str, real: pd.DataFrame | Path | str, met
         r = real[metric].to_numpy(dtype=float) if metric in real.columns else np.full(len(real), np.nan)
         s_ok, r_ok = ~np.isnan(s), ~np.isnan(r)
         row["n_sim"], row["n_real"] = int(s_ok.sum()), int(r_ok.sum())
+        matched = metric != "cascade_size"
+        if nothing and metric != "half_time" and row["n_real"] >= 2:
+            # No simulated cascade of the real sizes: as far apart as KS can say, whatever the shape.
+            row.update({"ks_overall": 1.0, **({"ks_matched": 1.0, "matched_share": 0.0} if matched else {})})
+            row.update(_floors(real_values=r[r_ok], real_bins=real_bins[r_ok], matched=matched, splits=floor_splits,
+                               min_per_bin=min_per_bin, rng=rng))  # fmt: skip
+            rows.append(row)
+            continue
         if row["n_sim"] < 2 or row["n_real"] < 2 or (metric == "half_time" and time_scale is None):
             rows.append(row)  # not in one of the sources (e.g. depth of event sequences): left blank
             continue
@@ -565,7 +574,6 @@ def compare(sim: pd.DataFrame | Path | str, real: pd.DataFrame | Path | str, met
             s, r = _normalised_time(s), _normalised_time(r)
         result = stats.ks_2samp(s, r)
         row["ks_overall"], row["p_value"] = float(result.statistic), float(result.pvalue)
-        matched = metric != "cascade_size"
         if matched:
             row["ks_matched"], row["matched_share"] = matched_ks(s, sb, r, rb, min_per_bin)
         if bootstrap:
@@ -578,17 +586,7 @@ def compare(sim: pd.DataFrame | Path | str, real: pd.DataFrame | Path | str, met
             row["ks_overall_low"], row["ks_overall_high"] = np.percentile(overall, [2.5, 97.5]).tolist()
             if matched:
                 row["ks_matched_low"], row["ks_matched_high"] = np.percentile(at_size, [2.5, 97.5]).tolist()
-        if floor_splits:
-            floor, floor_matched = [], []
-            for _ in range(floor_splits):
-                perm = rng.permutation(len(r))
-                a, b = perm[: len(perm) // 2], perm[len(perm) // 2:]
-                floor.append(ks(r[a], r[b]))
-                if matched:
-                    floor_matched.append(matched_ks(r[a], rb[a], r[b], rb[b], min_per_bin)[0])
-            row["floor_overall"] = float(np.median(floor))
-            if matched:
-                row["floor_matched"] = float(np.median(floor_matched))
+        row.update(_floors(r, rb, matched, floor_splits, min_per_bin, rng))
         rows.append(row)
     columns = ["metric", "ks_overall", "ks_overall_low", "ks_overall_high", "floor_overall", "ks_matched",
                "ks_matched_low", "ks_matched_high", "floor_matched", "matched_share", "p_value", "n_sim", "n_real"]  # fmt: skip
@@ -601,9 +599,31 @@ def compare(sim: pd.DataFrame | Path | str, real: pd.DataFrame | Path | str, met
         "floor splits": floor_splits, "seed": seed, "real notes": real.attrs.get("notes", {}),
         "simulated notes": sim.attrs.get("notes", {}),
     }  # fmt: skip
+    if nothing:
+        settings["no simulated cascade at the cut"] = "every distance is 1 (the simulation makes no cascade of the real sizes)"
     if reach is not None:
         settings["reach"] = f"shares per follower of author and sharers; median over cascades with >= {min_shares} shares"
     return Comparison(table=table, sim=sim, real=real, settings=settings, reach=reach)
+
+
+def _floors(real_values: np.ndarray, real_bins: np.ndarray, matched: bool, splits: int, min_per_bin: int,
+            rng: np.random.Generator) -> dict[str, float]:  # fmt: skip
+    """The median KS distance between two random halves of the real values (`splits` halvings; none for 0),
+    overall and, for a `matched` metric, at matched size."""
+    if not splits:
+        return {}
+    r, rb = real_values, real_bins
+    floor, floor_matched = [], []
+    for _ in range(splits):
+        perm = rng.permutation(len(r))
+        a, b = perm[: len(perm) // 2], perm[len(perm) // 2:]
+        floor.append(ks(r[a], r[b]))
+        if matched:
+            floor_matched.append(matched_ks(r[a], rb[a], r[b], rb[b], min_per_bin)[0])
+    found = {"floor_overall": float(np.median(floor))}
+    if matched:
+        found["floor_matched"] = float(np.median(floor_matched))
+    return found
 
 
 def _cut(sim: pd.DataFrame, real: pd.DataFrame, min_size: int | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
@@ -611,7 +631,7 @@ def _cut(sim: pd.DataFrame, real: pd.DataFrame, min_size: int | None) -> tuple[p
     smallest = int(real["cascade_size"].min())
     if min_size is None:
         if smallest <= 1:
-            return sim, real, "none (the real data has cascades of every size from 1)"
+            return sim, real, "none (the real data has cascades of a single node: it was not cut)"
         min_size = smallest
         why = f"{min_size} nodes and more, read from the real data (its smallest cascade; pass min_size=1 to compare all)"
     elif min_size < 1:
@@ -621,16 +641,12 @@ def _cut(sim: pd.DataFrame, real: pd.DataFrame, min_size: int | None) -> tuple[p
     kept = []
     for name, table in (("simulated", sim), ("real", real)):
         part = table[table["cascade_size"].to_numpy() >= min_size]
-        if len(part) == 0:
-            raise (NothingToCompare if name == "simulated" else LsbmError)(f"no {name} cascade has {min_size} nodes or more (largest: {int(table['cascade_size'].max())}); "
-                            "lower --min-size or simulate longer or larger")  # fmt: skip
+        if len(part) == 0 and name == "real":
+            raise LsbmError(f"--min-size {min_size}: no real cascade has {min_size} nodes or more "
+                            f"(largest: {int(table['cascade_size'].max())})")  # fmt: skip
         part.attrs = dict(table.attrs)
         kept.append(part.reset_index(drop=True))
     return kept[0], kept[1], f"{why}: {len(kept[0])} of {len(sim)} simulated, {len(kept[1])} of {len(real)} real"
-
-
-class NothingToCompare(LsbmError):
-    """The simulated side has no cascade of the sizes compared (a calibration scores such a trial as far off)."""
 
 
 def _time_scale(sim: pd.DataFrame, real: pd.DataFrame, metrics) -> tuple[str | None, str, pd.DataFrame, pd.DataFrame]:
@@ -741,6 +757,8 @@ def plot_matched(comparison: Comparison, path: Path) -> Path:
     for axis, metric in zip(axes[0], metrics):
         for name, table in (("simulated", comparison.sim), ("real", comparison.real)):
             frame = pd.DataFrame({"bin": size_bins(table["cascade_size"].to_numpy()), "v": table[metric]}).dropna()
+            if frame.empty:  # no cascade of the compared sizes on this side
+                continue
             q = frame.groupby("bin")["v"].quantile([0.25, 0.5, 0.75]).unstack()
             x = 2.0 ** q.index.to_numpy()
             axis.plot(x, q[0.5], marker="o", label=name)

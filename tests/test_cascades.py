@@ -231,7 +231,12 @@ def test_min_size_compares_both_sides_from_the_same_cut(tmp_path: Path, capsys):
         outputs.append(json.loads(capsys.readouterr().out)["metrics"])
     assert outputs[0] == outputs[1] and outputs[0][0]["n_real"] == (real.cascade_size >= 3).sum()
     assert main(["compare", str(tmp_path / "sim.csv"), "--real", str(tmp_path / "real.csv"), "--min-size", "500"]) == 2
-    assert "no simulated cascade has 500 nodes or more" in capsys.readouterr().err
+    assert "--min-size 500: no real cascade has 500 nodes or more" in capsys.readouterr().err
+    # no simulated cascade at the cut: every distance is 1, and the settings say why
+    far = compare(sim.assign(cascade_size=1), real, min_size=2, bootstrap=0, floor_splits=3)
+    assert far.table.set_index("metric").loc[["cascade_size", "depth"], "ks_overall"].tolist() == [1.0, 1.0]
+    assert far.score(("cascade_size", "depth")) == 1.0 and far.table.loc[0, "floor_overall"] < 0.3
+    assert "no simulated cascade at the cut" in far.settings
 
 
 def test_half_time_in_minutes_and_skipped_without_spread():
