@@ -334,6 +334,17 @@ class FeedSpec(Strict):
         return self
 
 
+# ----------------------------------------------------------------------------------------------------- time
+
+
+class TimeSpec(Strict):
+    """How long a step lasts in real time. `step_minutes`: minutes per step (default 60). A post's age reaches the
+    behavior model in minutes, and every time column of the results (half times) comes in minutes, so runs with
+    different step lengths compare with each other and with real cascades."""
+
+    step_minutes: Annotated[float, Field(gt=0, le=10080)] = 60.0
+
+
 # -------------------------------------------------------------------------------------------------- results
 
 
@@ -490,6 +501,7 @@ class Scenario(Strict):
     content: list[ContentEntry] = Field(default_factory=list)
     posting: PostingSpec | None = None
     feed: FeedSpec = Field(default_factory=FeedSpec)
+    time: TimeSpec = Field(default_factory=TimeSpec)
     behavior: BehaviorSpec = Field(default_factory=BehaviorSpec)
     interventions: list[Intervention] = Field(default_factory=list)
     results: ResultsSpec = Field(default_factory=ResultsSpec)

@@ -12,7 +12,7 @@ over the features
     proof        log(1 + likes and comments the post shows)
     sharers      log(1 + people this person follows who shared it)
     labeled      1 if the post carries a label (a fact-check warning, say)
-    age          log(1 + steps since the post appeared)
+    age          log(1 + hours since the post appeared)
     seen         log(1 + times this person was shown it before)
     promoted     1 if it arrived as a promoted post
     disposition  how readily this person reacts: -1 rarely, 0 sometimes, 1 often
@@ -226,7 +226,7 @@ def query_features(batch: QueryBatch, encoder: SentenceEncoder, appeal: AppealRe
     x[:, 1] = np.log1p(batch.proof)
     x[:, 2] = np.log1p(batch.sharers)
     x[:, 3] = batch.label_id > 0
-    x[:, 4] = np.log1p(batch.age)
+    x[:, 4] = np.log1p(batch.age / 60.0)  # hours
     x[:, 5] = np.log1p(batch.seen)
     x[:, 6] = batch.promoted
     x[:, 7] = np.asarray(batch.dispositions)[batch.persona_id]
