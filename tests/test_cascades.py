@@ -278,3 +278,12 @@ def test_auspol_reach_per_follower_as_its_source_gives(shared_data: Path):
     assert round(figures["pooled"], 5) == 0.00014  # 0.014% pooled
     assert round(figures["median_large"], 5) == 0.00039 and figures["large_cascades"] == 13  # ~0.039% at >= 50
     assert round(float((table["shares"] == 0).mean()), 2) == 0.49  # 49% never retweeted
+
+
+def test_a_runs_half_times_are_read_in_minutes_as_its_scenario_says(tmp_path: Path):
+    spec = small_scenario(steps=6, time={"step_minutes": 15})
+    res = run(Scenario.from_dict(spec), out=tmp_path / "run")
+    trees = read_run(tmp_path / "run")
+    assert trees.attrs["time_unit"] == "minutes" and "time section" in trees.attrs["notes"]["half_time"]
+    assert trees["half_time"].tolist() == res.cascades["half_time"].tolist()  # already minutes: not converted again
+    assert (trees["half_time"] % 15 == 0).all() and trees["half_time"].max() > 0
