@@ -386,8 +386,9 @@ def floor_warnings(score: float, floor: float | None) -> list[str]:
     """One line when the best score is more than `FAR_ABOVE_FLOOR` times the real-vs-real floor."""
     if floor is None or floor <= 0 or score <= FAR_ABOVE_FLOOR * floor:
         return []
-    return [f"the best score {score:.3f} is {score / floor:.1f} times what two halves of the real data reach "
-            f"against each other ({floor:.3f}): with these parameters the model does not match the data"]  # fmt: skip
+    line = (f"the best score {score:.3f} is {score / floor:.1f} times what two halves of the real data reach "
+            f"against each other ({floor:.3f}): with these parameters the model does not match the data")  # fmt: skip
+    return [line]
 
 
 def _finished(study, TrialState) -> int:
