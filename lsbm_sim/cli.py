@@ -2,8 +2,8 @@
 
     lsbm-sim run SCENARIO --out DIR [--seed N] [--steps N] [--set PATH=VALUE ...]
     lsbm-sim validate SCENARIO [--set PATH=VALUE ...]
-    lsbm-sim compare RUN_OR_SWEEP --real PATH [--json] [--out DIR]
-    lsbm-sim calibrate SCENARIO --real PATH --param PATH=LOW..HIGH ... [--trials N] [--workers K] [--out DIR]
+    lsbm-sim compare RUN_OR_SWEEP [--real PATH] [--impressions PATH] [--min-size N] [--json] [--out DIR]
+    lsbm-sim calibrate SCENARIO [--real PATH] [--impressions PATH] --param PATH=LOW..HIGH ... [--trials N] [--out DIR]
     lsbm-sim explain "TEXT" [--persona ...] [--scenario ...] [--json] [--edit OLD=>NEW]
     lsbm-sim optimize SCENARIO --post ID --variants FILE [--replications 20] [--out DIR]
     lsbm-sim serve / distill / bft ...
@@ -267,44 +267,101 @@ def _params_text(params: dict) -> str:
 @app.command()
 def compare(
     run_or_sweep: Annotated[Path, typer.Argument(help="A results folder, a sweep folder or any cascade file.")],
-    real: Annotated[Path, typer.Option(help="Real cascades: twitter-layout trees, a tree CSV, event sequences, a run.")],
+    real: Annotated[Path | None, typer.Option(help="Real cascades: twitter-layout trees, a tree CSV, event sequences, sizes, a run.")] = None,
+    impressions: Annotated[Path | None, typer.Option(help="Real per-post impressions: a Twitter Analytics or Facebook Insights export, or post_id,impressions,likes,shares,comments.")] = None,
+    min_size: Annotated[int | None, typer.Option(help="Compare cascades of this many nodes and more on both sides (default: the real data's smallest).")] = None,
+    min_shares: Annotated[int, typer.Option(help="Shares a cascade needs for the median shares per follower.")] = 50,
     json_: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON (for scripts).")] = False,
     out: Annotated[Path | None, typer.Option(help="Report folder (default: <RUN_OR_SWEEP>-compare beside it).")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and of the real-data halvings.")] = 0,
 ) -> None:
-    """KS distances between simulated and real cascades, overall and at matched size, with the real floor."""
+    """Simulated against real: cascades (KS distances, overall and at matched size, with the real floor) and
+    rates per impression (pooled rates, per-post distributions, posts with none)."""
     import json
 
     from lsbm_sim.cascades import compare as compare_cascades
+    from lsbm_sim.impressions import compare_rates, load_impressions
 
-    result = compare_cascades(run_or_sweep, real, bootstrap=bootstrap, seed=seed)
+    if real is None and impressions is None:
+        raise LsbmError("give --real (cascades), --impressions (per-post impressions) or both")
+    result = compare_cascades(run_or_sweep, real, bootstrap=bootstrap, seed=seed, min_size=min_size,
+                              min_shares=min_shares) if real is not None else None  # fmt: skip
+    rates = compare_rates(_run_items(run_or_sweep), load_impressions(impressions), seed=seed) if impressions else None
+    folder = out if out is not None else run_or_sweep.with_name(f"{run_or_sweep.name}-compare")
+    if rates is not None and (out is not None or not json_):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "rates.json").write_text(json.dumps(rates.to_dict(), indent=2, default=str))
     if json_:
-        if out is not None:
+        if out is not None and result is not None:
             result.report(out)
-        print(json.dumps(result.to_dict(), indent=2))
+        document = result.to_dict() if result is not None else {}
+        if rates is not None:
+            document["rates"] = rates.to_dict()
+        print(json.dumps(document, indent=2, default=str))
         return
-    report = result.report(out if out is not None else run_or_sweep.with_name(f"{run_or_sweep.name}-compare"))
-    show = Table(title=f"{run_or_sweep} vs {real}: KS distance (95% bootstrap interval) | real-vs-real floor")
-    for column in ("metric", "overall", "floor", "matched size", "floor ", "n sim", "n real"):
-        show.add_column(column, justify="left" if column == "metric" else "right")
-    def fmt(value: float, low: float = float("nan"), high: float = float("nan")) -> str:
+    wide = Console(width=None if sys.stdout.isatty() else 160)
+
+    def fmt(value: float, low: float = float("nan"), high: float = float("nan"), digits: int = 3) -> str:
         if value != value:  # NaN: not comparable (a metric one side lacks; matched size for size itself)
             return "-"
-        return f"{value:.3f}" + (f" ({low:.2f}-{high:.2f})" if low == low else "")
+        return f"{value:.{digits}g}" + (f" ({low:.2f}-{high:.2f})" if low == low else "")
 
-    for r in result.table.itertuples(index=False):
-        show.add_row(r.metric, fmt(r.ks_overall, r.ks_overall_low, r.ks_overall_high), fmt(r.floor_overall),
-                     fmt(r.ks_matched, r.ks_matched_low, r.ks_matched_high), fmt(r.floor_matched),
-                     str(r.n_sim), str(r.n_real))  # fmt: skip
-    Console(width=None if sys.stdout.isatty() else 160).print(show)
-    console.print(f"report: {report}")
+    if result is not None:
+        report = result.report(folder)
+        show = Table(title=f"{run_or_sweep} vs {real}: KS distance (95% bootstrap interval) | real-vs-real floor")
+        for column in ("metric", "overall", "floor", "matched size", "floor ", "n sim", "n real"):
+            show.add_column(column, justify="left" if column == "metric" else "right")
+        for r in result.table.itertuples(index=False):
+            show.add_row(r.metric, fmt(r.ks_overall, r.ks_overall_low, r.ks_overall_high), fmt(r.floor_overall),
+                         fmt(r.ks_matched, r.ks_matched_low, r.ks_matched_high), fmt(r.floor_matched),
+                         str(r.n_sim), str(r.n_real))  # fmt: skip
+        wide.print(show)
+        if result.reach is not None:
+            reach = Table(title=f"shares per follower of author and sharers (median over cascades with >= {min_shares} shares)")
+            for column in ("figure", "simulated", "real", "log(sim/real)"):
+                reach.add_column(column, justify="left" if column == "figure" else "right")
+            for r in result.reach.itertuples(index=False):
+                reach.add_row(r.figure, fmt(r.sim), fmt(r.real), fmt(r.log_ratio))
+            wide.print(reach)
+        console.print(f"size cut: {result.settings['size cut']} | half_time: {result.settings['half_time']}")
+        console.print(f"report: {report}")
+    if rates is not None:
+        show = Table(title=f"{run_or_sweep} vs {impressions}: rates per impression (score {rates.score():.3f})")
+        for column in ("figure", "simulated", "real", "log(sim/real)", "KS", "floor", "sim - real"):
+            show.add_column(column, justify="left" if column == "figure" else "right")
+        for r in rates.table.itertuples(index=False):
+            show.add_row(r.figure, fmt(r.sim), fmt(r.real), fmt(r.log_ratio), fmt(r.ks), fmt(r.floor), fmt(r.difference))
+        wide.print(show)
+        console.print(f"real posts: {rates.settings['real kept']} | not compared: {rates.settings['not compared']}")
+        console.print(f"rates: {folder / 'rates.json'}")
+
+
+def _run_items(path: Path):
+    """The per-post table of a results folder or a sweep folder (rows per post), or an impressions file."""
+    import pandas as pd
+
+    from lsbm_sim.errors import DataError
+    from lsbm_sim.impressions import load_impressions
+
+    if (path / "sweep.parquet").is_file() and not (path / "manifest.json").is_file():
+        table = pd.read_parquet(path / "sweep.parquet")
+        if "author" in table.columns:
+            raise DataError(f"{path}: a sweep kept per cascade tree has no per-post impressions; sweep per post")
+        table.attrs["source"] = str(path)
+        return table
+    if path.is_dir() and (path / "manifest.json").is_file():
+        from lsbm_sim.results import load_results
+
+        items = load_results(path).items
+        items.attrs["source"] = str(path)
+        return items
+    return load_impressions(path)
 
 
 @app.command()
 def calibrate(
     scenario: ScenarioArg,
-    real: Annotated[Path, typer.Option(help="Real cascades to fit (split into fit and check halves).")],
     param: Annotated[list[str], typer.Option(help="A field and its range: behavior.p=0.01..0.3 (:log; repeatable).")],
     trials: Annotated[int, typer.Option(help="Finished trials wanted (a rerun resumes the study).")] = 30,
     replications: Annotated[int, typer.Option(help="Runs per trial (seeds base, base+1, ...: the same in every trial).")] = 2,
@@ -313,22 +370,28 @@ def calibrate(
     ray_address: Annotated[str | None, typer.Option(help="Address of a running Ray cluster.")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for the study (default: results/<name>-calibration).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of the fit/check split.")] = 0,
+    real: Annotated[Path | None, typer.Option(help="Real cascades to fit (split into fit and check halves).")] = None,
+    impressions: Annotated[Path | None, typer.Option(help="Real per-post impressions to fit rates per impression to (split too).")] = None,
+    min_size: Annotated[int | None, typer.Option(help="Compare cascades of this many nodes and more (default: the real data's smallest).")] = None,
     set_: SetOption = None,
 ) -> None:
-    """Fit scenario fields to real cascades (Optuna TPE; the study resumes from OUT/study.db)."""
+    """Fit scenario fields to real cascades and/or real rates per impression (Optuna TPE; the study resumes
+    from OUT/study.db)."""
     from lsbm_sim.calibrate import Param
     from lsbm_sim.calibrate import calibrate as run_calibration
     from lsbm_sim.scenario import load_scenario
 
     spec = load_scenario(scenario, _overrides(set_))
     params = [Param.parse(p) for p in param]  # a malformed range fails before the progress bar
+    if real is None and impressions is None:
+        raise LsbmError("give --real (cascades), --impressions (per-post impressions) or both to calibrate to")
     out = out if out is not None else Path("results") / f"{spec.name}-calibration"
     with Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=console) as bar:  # fmt: skip
         task = bar.add_task("", total=trials)
         result = run_calibration(
             spec, real, params, trials=trials, replications=replications, out=out, executor=executor, workers=workers,
-            ray_address=ray_address, seed=seed,
+            ray_address=ray_address, seed=seed, impressions=impressions, min_size=min_size,
             progress=lambda done, total, value: bar.update(task, completed=done, description=f"last score {value:.3f}"),
         )  # fmt: skip
     best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best.items())
