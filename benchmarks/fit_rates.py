@@ -50,15 +50,14 @@ def half_of(ids) -> np.ndarray:
 
 
 def twitter_exports() -> pd.DataFrame:
-    """Original tweets (not replies) of both Twitter Analytics exports: impressions, retweets, likes, replies."""
-    frames = []
-    for account in ("debruine_twitter", "gtieng_twitter"):
-        files = sorted((DATA / "impressions" / account / "raw").glob("*.csv"))
-        frame = pd.concat([pd.read_csv(f) for f in files]).drop_duplicates("Tweet id")
-        frame = frame[~frame["Tweet text"].astype(str).str.startswith("@")].assign(account=account)
-        frames.append(frame)
-    frame = pd.concat(frames, ignore_index=True)
-    frame["half"] = half_of(frame["Tweet id"])
+    """Original tweets (not replies) of both Twitter Analytics exports: impressions, likes, shares, comments."""
+    from lsbm_sim.impressions import load_impressions
+
+    frame = pd.concat(
+        [load_impressions(DATA / "impressions" / account / "raw") for account in ("debruine_twitter", "gtieng_twitter")],
+        ignore_index=True,
+    )
+    frame["half"] = half_of(frame["post_id"])
     return frame
 
 
@@ -88,8 +87,8 @@ def real_targets(half: int) -> dict:
     events = events[events.half == half]
     return {
         "like": tweets.likes.sum() / impressions,
-        "share": tweets.retweets.sum() / impressions,
-        "comment": tweets.replies.sum() / impressions,
+        "share": tweets.shares.sum() / impressions,
+        "comment": tweets.comments.sum() / impressions,
         "speed": speed(events.loc[events.event_index > 0, "time_s"].to_numpy() / 60).tolist(),
         "tweets": len(tweets),
         "cascades": int(events.cascade_id.nunique()),
