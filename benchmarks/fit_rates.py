@@ -195,9 +195,9 @@ def fit(size: int, age: float, similarity: bool, rounds: int = 5) -> dict:
 START: dict = {}
 
 
-def world(size: int, head: dict, changes: list[str], half: int, seeds: tuple[int, ...] = (7,)) -> dict:
-    """twitter_cascades with these coefficients and world changes, scored on one half (0 fit, 1 check) of the
-    real data: per-impression rates (Twitter exports), shares per follower of author and sharers and the
+def world(size: int, head: dict, changes: list[str], halves: tuple[int, ...], seeds: tuple[int, ...] = (7,)) -> None:
+    """twitter_cascades with these coefficients and world changes, scored on each given half (0 fit, 1 check) of
+    the real data: per-impression rates (Twitter exports), shares per follower of author and sharers and the
     posts nobody shared (#auspol), matched-size tree shapes (twitter16), speed of shares (#auspol)."""
     from lsbm_sim import run
     from lsbm_sim.calibrate import split_real
@@ -215,33 +215,34 @@ def world(size: int, head: dict, changes: list[str], half: int, seeds: tuple[int
         minutes = result.manifest["scenario"]["time"]["step_minutes"]
         delays.append((shares.step.to_numpy() - entered.loc[shares.item_id].to_numpy()) * minutes)
     items, trees = pd.concat(items), pd.concat(trees)
-    real_trees = split_real(load_cascades(DATA / "twitter16_cascades"), seed=0)[half]
-    events = auspol()
-    events = events[events.half == half]
-    by_cascade = events.groupby("cascade_id").agg(size=("event_index", "size"), audience=("magnitude_followers", "sum"))
-    real_big = by_cascade[by_cascade["size"] >= 50]
     big = items[items.cascade_size >= 50]
-    shapes = compare(trees, real_trees, bootstrap=0, floor_splits=0).table.set_index("metric")
-    target = real_targets(half)
-    report = {
-        "rates": {r: float(items[r].sum() / items.impressions.sum()) for r in REACTIONS},
-        "real rates": {r: target[r] for r in REACTIONS},
-        "shares per follower, pooled": float(items.share.sum() / items.audience.sum()),
-        "real, pooled": float((by_cascade["size"] - 1).sum() / by_cascade.audience.sum()),
-        "shares per follower, cascades >= 50 (median)": float(np.median(big.share / big.audience)) if len(big) else None,
-        "real, cascades >= 50 (median)": float(np.median((real_big["size"] - 1) / real_big.audience)),
-        "cascades >= 50": int(len(big)),
-        "unshared": float((items.share == 0).mean()),
-        "real unshared": float((by_cascade["size"] == 1).mean()),
-        "matched KS depth": float(shapes.loc["depth", "ks_matched"]),
-        "matched KS virality": float(shapes.loc["structural_virality", "ks_matched"]),
-        "matched share": float(shapes.loc["depth", "matched_share"]),
-        "speed": speed(np.concatenate(delays)).tolist(),
-        "real speed": target["speed"],
-        "largest post reach": int(items.reach.max()),
-    }
-    print(json.dumps({"changes": changes, "half": ["fit", "check"][half], **report}), flush=True)
-    return report
+    for half in halves:
+        real_trees = split_real(load_cascades(DATA / "twitter16_cascades"), seed=0)[half]
+        events = auspol()
+        events = events[events.half == half]
+        by_cascade = events.groupby("cascade_id").agg(size=("event_index", "size"), audience=("magnitude_followers", "sum"))
+        real_big = by_cascade[by_cascade["size"] >= 50]
+        shapes = compare(trees, real_trees, bootstrap=0, floor_splits=0).table.set_index("metric")
+        target = real_targets(half)
+        report = {
+            "rates": {r: float(items[r].sum() / items.impressions.sum()) for r in REACTIONS},
+            "real rates": {r: target[r] for r in REACTIONS},
+            "shares per follower, pooled": float(items.share.sum() / items.audience.sum()),
+            "real, pooled": float((by_cascade["size"] - 1).sum() / by_cascade.audience.sum()),
+            "shares per follower, cascades >= 50 (median)": float(np.median(big.share / big.audience)) if len(big) else None,
+            "real, cascades >= 50 (median)": float(np.median((real_big["size"] - 1) / real_big.audience)),
+            "cascades >= 50": int(len(big)),
+            "unshared": float((items.share == 0).mean()),
+            "real unshared": float((by_cascade["size"] == 1).mean()),
+            "matched KS depth": float(shapes.loc["depth", "ks_matched"]),
+            "matched KS virality": float(shapes.loc["structural_virality", "ks_matched"]),
+            "matched share": float(shapes.loc["depth", "matched_share"]),
+            "speed": speed(np.concatenate(delays)).tolist(),
+            "real speed": target["speed"],
+            "largest post reach": int(items.reach.max()),
+            "largest cascade": int(items.cascade_size.max()),
+        }
+        print(json.dumps({"changes": changes, "half": ["fit", "check"][half], **report}), flush=True)
 
 
 def main() -> None:
@@ -249,7 +250,7 @@ def main() -> None:
     parser.add_argument("what", choices=["targets", "fit", "world"])
     parser.add_argument("--similarity", action="store_true",
                         help="fit: also fit the similarity coefficients, with twitter_cascades' rates as a second target")
-    parser.add_argument("--check", action="store_true", help="world: score on the check halves (report only)")
+    parser.add_argument("--check", action="store_true", help="world: score on the check halves too (report only)")
     parser.add_argument("--size", type=int, default=20000)
     parser.add_argument("--set", action="append", default=[], help="a change to platform_day's world")
     parser.add_argument("--age", type=float, default=-0.4, help="fit: the age coefficient to start from")
@@ -265,7 +266,7 @@ def main() -> None:
         for half, name in ((0, "fit"), (1, "check")):
             print(name, json.dumps(real_targets(half)))
     elif args.what == "world":
-        world(args.size, args.start, args.set, 1 if args.check else 0)
+        world(args.size, args.start, args.set, (0, 1) if args.check else (0,))
     else:
         START.update(args.start)
         fit(args.size, args.age, args.similarity)

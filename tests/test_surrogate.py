@@ -257,3 +257,20 @@ def test_answer_memory_finds_rows_across_runs_and_never_confuses_a_hash_collisio
     found, answers = colliding.lookup(np.array([[2], [1], [3]]))
     # Every row hashes alike: only the row stored first under that hash can be found, and never for another row.
     assert found.tolist() == [False, True, False] and answers[1, 0] == np.float32(0.1)
+
+
+def test_the_readme_table_of_coefficients_is_the_default_head():
+    """The README's table says which value each coefficient has; it must be the shipped one."""
+    from conftest import ROOT
+
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index("| coefficient | like | share | comment | where it comes from |")
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        name, like, share, comment = (cell.strip() for cell in line.strip("|").split("|")[:4])
+        rows[name.split(" (")[0]] = [float(like), float(share), float(comment)]
+    assert set(rows) == set(FEATURES) | {"intercept"}
+    for name, values in rows.items():
+        assert values == [DEFAULT_HEAD[r][name] for r in ("like", "share", "comment")], name
