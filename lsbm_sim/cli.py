@@ -391,24 +391,33 @@ def optimize(
 
 @app.command("app")
 def app_command(
-    scenario: Annotated[Path | None, typer.Argument(help="Scenario to open first.")] = None,
+    scenario: Annotated[
+        Path | None, typer.Argument(help="Scenario to open first: a file or a shipped scenario's name.")
+    ] = None,
     port: Annotated[int, typer.Option(help="Port of the page.")] = 8765,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    set_: SetOption = None,
 ) -> None:
     """Open the interactive page (Mesa's SolaraViz): step a scenario and watch posts spread."""
+    import json
     import socket
     import subprocess
+
+    from lsbm_sim.catalog import find_scenario
 
     with socket.socket() as probe:  # a port in use fails here, as one line, not after the server has started
         try:
             probe.bind((host, port))
         except OSError as exc:
             raise LsbmError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); choose another port") from None
-    if scenario is not None:
+    if scenario is not None or set_:
+        from lsbm_sim.catalog import shipped_scenarios
         from lsbm_sim.runner import check_scenario
 
-        check_scenario(scenario)  # a bad scenario fails here, with the usual message, not inside the page
-        os.environ["LSBM_APP_SCENARIO"] = str(scenario.resolve())
+        path = find_scenario(scenario) if scenario is not None else shipped_scenarios()["eco_product_launch"]
+        check_scenario(path, _overrides(set_))  # a bad scenario fails here, with the usual message, not inside the page
+        os.environ["LSBM_APP_SCENARIO"] = str(path.resolve())
+        os.environ["LSBM_APP_SET"] = json.dumps(_overrides(set_))
     os.environ.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "False")
     page = Path(__file__).with_name("app.py")
     raise typer.Exit(subprocess.call([sys.executable, "-m", "solara", "run", str(page), "--host", host, "--port", str(port)]))
