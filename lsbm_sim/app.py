@@ -142,18 +142,24 @@ def post_table(model: SocialModel) -> pd.DataFrame:
     return shown[order].reset_index(drop=True)
 
 
+def Paragraph(text: str):
+    """Plain text in a paragraph. (solara.Markdown fetches KaTeX from a CDN for formulas: offline, every page
+    with Markdown on it raises a script error in the browser.)"""
+    return solara.v.Html(tag="p", children=[text])
+
+
 @solara.component
 def PostTable(model: SocialModel):
     """The posts of widest reach so far, with reactions and cascade metrics (a platform has thousands)."""
     update_counter.get()  # re-render after every step the page takes
     posts = int((model.entered >= 0).sum())
     if posts == 0:
-        solara.Markdown(f"**Step {model.steps_completed}** of {model.scenario.steps}: no posts yet. "
-                        "Step the model to see the first ones.")  # fmt: skip
+        Paragraph(f"Step {model.steps_completed} of {model.scenario.steps}: no posts yet. "
+                  "Step the model to see the first ones.")  # fmt: skip
         return
     table = post_table(model)
-    solara.Markdown(f"**Step {model.steps_completed}** of {model.scenario.steps}: {posts:,} posts, "
-                    f"the {len(table)} of widest reach")  # fmt: skip
+    Paragraph(f"Step {model.steps_completed} of {model.scenario.steps}: {posts:,} posts, "
+              f"the {len(table)} of widest reach")  # fmt: skip
     solara.DataFrame(table, items_per_page=10)
 
 
@@ -194,11 +200,18 @@ def CascadeView(model: SocialModel):
 
 
 @solara.component
+def ScenarioTitle(spec: Scenario):
+    """The scenario's name and description, as plain text (a description is prose, not Markdown)."""
+    solara.v.Html(tag="h2", children=[spec.name])
+    Paragraph(" ".join(spec.description.split()))
+
+
+@solara.component
 def ScenarioHeader(model: SocialModel):
     """What the scenario is and asks, the world the page built, and where the run stands."""
     update_counter.get()  # re-render after every step the page takes
     spec = model.scenario
-    solara.Markdown(f"## {spec.name}\n\n{' '.join(spec.description.split())}")
+    ScenarioTitle(spec)
     feed = f"{spec.feed.policy} feed" + (f" of {spec.feed.size} posts per step" if spec.feed.size else "")
     solara.Text(f"{model.num_agents:,} people, {model.network.num_edges:,} follows, {feed}, seed {model.seed}")
     done = model.steps_completed
@@ -213,7 +226,7 @@ def Loading(path: str):
     """What a visitor sees while their model is built (a world of many thousands takes seconds)."""
     spec = Scenario.from_yaml(path, overrides=scenario_overrides(path))
     with solara.Column(style={"padding": "2em"}):
-        solara.Markdown(f"## {spec.name}\n\n{' '.join(spec.description.split())}")
+        ScenarioTitle(spec)
         size = f"{spec.population.size:,} people" if spec.population.size else "the population"
         solara.Text(f"Building the world: {size}, their follow graph and the behavior model...")
         solara.ProgressLinear(True)
