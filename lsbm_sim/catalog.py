@@ -34,7 +34,7 @@ def find_scenario(scenario: str | Path) -> Path:
     if name in shipped:
         return shipped[name]
     raise LsbmError(
-        f"{scenario}: no such scenario file, and no shipped scenario of that name "
+        f"{scenario}: scenario file not found, and no shipped scenario has that name "
         f"(shipped: {', '.join(shipped)}; `lsbm-sim scenarios` describes them)"
     )
 

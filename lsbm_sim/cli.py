@@ -1,6 +1,7 @@
 """The `lsbm-sim` command.
 
-    lsbm-sim run SCENARIO --out DIR [--seed N] [--steps N] [--set PATH=VALUE ...]
+    lsbm-sim scenarios                          (the shipped scenarios, by name)
+    lsbm-sim run SCENARIO --out DIR [--seed N] [--steps N] [--set PATH=VALUE ...]   (a file or a shipped name)
     lsbm-sim validate SCENARIO [--set PATH=VALUE ...]
     lsbm-sim compare RUN_OR_SWEEP --real PATH [--json] [--out DIR]
     lsbm-sim calibrate SCENARIO --real PATH --param PATH=LOW..HIGH ... [--trials N] [--workers K] [--out DIR]
@@ -37,7 +38,7 @@ app = typer.Typer(
 )
 console = Console(stderr=True, soft_wrap=True)
 
-ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.")]
+ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file, or a shipped scenario's name (lsbm-sim scenarios).")]
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a scenario field by dotted path, e.g. --set feed.size=5 (repeatable)."),
@@ -73,8 +74,10 @@ def run(
     from lsbm_sim.runner import run as run_scenario
     from lsbm_sim.results import MANIFEST, check_output_folder, partial_dir
 
+    from lsbm_sim.catalog import find_scenario
+
     check_seed(seed)
-    spec = load_scenario(scenario, _overrides(set_, steps=steps))
+    spec = load_scenario(find_scenario(scenario), _overrides(set_, steps=steps))
     out = out if out is not None else Path("results") / spec.name
     check_output_folder(out)
     if (out / MANIFEST).is_file() and not overwrite:
@@ -163,14 +166,29 @@ def print_summary(result) -> None:
 @app.command()
 def validate(scenario: ScenarioArg, set_: SetOption = None) -> None:
     """Check a scenario: its fields, the files it names, the network and every post's authors."""
+    from lsbm_sim.catalog import find_scenario
     from lsbm_sim.runner import check_scenario
 
-    summary = check_scenario(scenario, _overrides(set_))
+    summary = check_scenario(find_scenario(scenario), _overrides(set_))
     console.print(
         f"{scenario}: valid ({summary['agents']:,} agents, {summary['follow_edges']:,} follow edges, "
         f"{summary['personas']:,} personas, {summary['posts']} posts, {summary['steps']} steps, "
         f"backend {summary['backend']})"
     )
+
+
+@app.command("scenarios")
+def scenarios_command() -> None:
+    """List the shipped scenarios: the name to run each by, and what it is about."""
+    from lsbm_sim.catalog import one_line, shipped_scenarios
+    from lsbm_sim.scenario import Scenario
+
+    table = Table(title="Shipped scenarios (lsbm-sim run NAME --out DIR runs one; lsbm-sim app NAME opens it)")
+    table.add_column("name", no_wrap=True)
+    table.add_column("about")
+    for name, path in shipped_scenarios().items():
+        table.add_row(name, one_line(Scenario.from_yaml(path).description))
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 def _parse_grid(items: list[str] | None) -> dict[str, list]:
