@@ -11,6 +11,7 @@ folder is a link to the top-level `scenarios/`, the one copy that is edited.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -39,8 +40,17 @@ def find_scenario(scenario: str | Path) -> Path:
     )
 
 
-def one_line(description: str) -> str:
-    """A description's first sentence, on one line (the shipped descriptions are folded YAML paragraphs)."""
-    text = " ".join(description.split())
-    end = text.find(". ")
-    return text if end < 0 else text[: end + 1]
+def sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.?!])\s+(?=[A-Z\"'`])", " ".join(text.split())) if s]
+
+
+def question(spec) -> str:
+    """What a scenario asks: its `question` field, else the questions its description asks."""
+    if spec.question:
+        return " ".join(spec.question.split())
+    return " ".join(s for s in sentences(spec.description) if s.endswith("?"))
+
+
+def one_line(spec) -> str:
+    """A scenario in a line: its question, else its description's first sentence."""
+    return question(spec) or next(iter(sentences(spec.description)), "")

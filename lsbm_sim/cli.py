@@ -116,6 +116,7 @@ def run(
             bar["progress"].stop()
     if not quiet:
         print_summary(result)
+        print_story(result, scenario, out)
     console.print(f"results: {out}")
 
 
@@ -163,6 +164,67 @@ def print_summary(result) -> None:
     out.print(line, soft_wrap=True)
 
 
+FEW_POSTS = 6
+"""Up to this many posts, the story compares them one by one (the scenario pits them against each other); beyond,
+it describes how reach is spread over them."""
+
+
+def run_story(result) -> list[str]:
+    """What this run says about the scenario's question, in a few plain sentences of its own figures."""
+    agents = result.manifest["agents"]
+    items = result.items[result.items["entered"] >= 0]
+    shares = "share" in items.columns
+    if items.empty:
+        return ["No post entered in this run: nothing spread."]
+    items = items.sort_values(["reach", "item_id"], ascending=[False, True], kind="stable")
+    if len(items) <= FEW_POSTS:
+        lines = []
+        for row in items.itertuples(index=False):
+            line = f"{row.item_id} reached {row.reach:,} of {agents:,} people ({row.reach / agents:.1%})"
+            if shares:
+                line += f", shared {row.share:,} times"
+            accounts = "account" if row.cascade_size == 1 else "accounts"
+            lines.append(line + f"; its cascade: {row.cascade_size:,} {accounts}, {row.depth} deep.")
+        if len(items) >= 2 and items["reach"].iloc[1] > 0:
+            first, second = items.iloc[0], items.iloc[1]
+            lines.append(f"{first.item_id} reached {first.reach / second.reach:.1f}x as many people as {second.item_id}.")
+        return lines
+    reach = items["reach"].to_numpy()
+    top = max(1, len(items) // 100)
+    widest = items.iloc[0]
+    lines = [f"{len(items):,} posts; the {top:,} widest (1%) took {reach[:top].sum() / max(reach.sum(), 1):.0%} of all reach."]
+    if shares:
+        lines.append(f"{(items['share'] == 0).mean():.0%} were never shared.")
+    lines.append(f"The widest, {widest.item_id}, reached {widest.reach:,} people ({widest.reach / agents:.1%}); "
+                 f"the deepest cascade went {int(items['depth'].max())} shares deep.")  # fmt: skip
+    return lines
+
+
+def print_story(result, scenario: Path, out: Path) -> None:
+    """The scenario's question, what this run says about it, and the commands that take it further."""
+    from lsbm_sim.catalog import question
+    from lsbm_sim.scenario import Scenario
+
+    spec = Scenario.model_validate(result.manifest["scenario"])
+    console_out = Console(width=None if sys.stdout.isatty() else 160)
+    asked = question(spec)
+    if asked:
+        console_out.print(f"\n[bold]The question:[/] {escape(asked)}", soft_wrap=True)
+    console_out.print("[bold]This run says:[/] " + escape(" ".join(run_story(result))), soft_wrap=True)
+    console_out.print(f"One run, one seed (seed {result.manifest['seed']}): a difference counts once it outlasts "
+                      "the run-to-run spread.", soft_wrap=True)  # fmt: skip
+    console_out.print("[bold]Next:[/]")
+    next_steps = [
+        (f"lsbm-sim sweep {scenario} --grid feed.policy=chronological,popularity --replications 5",
+         "does it hold across seeds and feeds?"),
+        (f"lsbm-sim compare {out} --real PATH", "do its cascades look like real ones (PATH: real cascade trees)?"),
+        (f"lsbm-sim app {scenario}", "watch it step by step"),
+    ]  # fmt: skip
+    width = max(len(command) for command, _ in next_steps)
+    for command, why in next_steps:
+        console_out.print(f"  {escape(command.ljust(width))}   # {why}", soft_wrap=True, highlight=False)
+
+
 @app.command()
 def validate(scenario: ScenarioArg, set_: SetOption = None) -> None:
     """Check a scenario: its fields, the files it names, the network and every post's authors."""
@@ -187,7 +249,7 @@ def scenarios_command() -> None:
     table.add_column("name", no_wrap=True)
     table.add_column("about")
     for name, path in shipped_scenarios().items():
-        table.add_row(name, one_line(Scenario.from_yaml(path).description))
+        table.add_row(name, one_line(Scenario.from_yaml(path)))
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
@@ -231,8 +293,10 @@ def sweep(
     from lsbm_sim.sweep import SweepFailed, check_metric, summarize
     from lsbm_sim.sweep import sweep as run_sweep
 
+    from lsbm_sim.catalog import find_scenario
+
     check_seed(seed)
-    spec = load_scenario(scenario, _overrides(set_))
+    spec = load_scenario(find_scenario(scenario), _overrides(set_))
     parsed = _parse_grid(grid)
     check_metric(spec, parsed, metric)
     out = out if out is not None else Path("results") / f"{spec.name}-sweep"
