@@ -380,6 +380,15 @@ def compare(
                      fmt(r.ks_matched, r.ks_matched_low, r.ks_matched_high), fmt(r.floor_matched),
                      str(r.n_sim), str(r.n_real))  # fmt: skip
     Console(width=None if sys.stdout.isatty() else 160).print(show)
+    above = [r.metric for r in result.table.itertuples(index=False)
+             if any(low > value for value, low in ((r.ks_overall, r.ks_overall_low), (r.ks_matched, r.ks_matched_low)))]  # fmt: skip
+    if above:
+        console.print(
+            f"note: {', '.join(above)}: the interval lies above the distance itself. A KS distance between "
+            "resampled sets is biased upward (resampling adds noise two close samples do not have), so when the two "
+            "sides are this close the interval reads 'within sampling noise of this'; the floor column is the "
+            "yardstick.", soft_wrap=True, highlight=False,
+        )  # fmt: skip
     console.print(f"report: {report}")
 
 
