@@ -227,8 +227,7 @@ def calibrate(
         summary = {
             "best": best.params, "best_trial": best.number,
             "fit_score": fit_comparison.score(tuple(objective)), "check_score": check_comparison.score(tuple(objective)),
-            "objective": f"mean of matched-size KS on {', '.join(m for m in objective if m != 'cascade_size')}"
-                         + (" and KS on size" if "cascade_size" in objective else ""),
+            "objective": objective_text(fit_comparison.scored(tuple(objective))),
             "fit": fit_comparison.to_dict(), "check": check_comparison.to_dict(),
             "trials_finished": _finished(study, TrialState), "real": config["real"],
             "real_cascades": {"fit": len(fit), "check": len(check)}, "seconds_this_session": time.perf_counter() - started,
@@ -260,6 +259,15 @@ def _retry_unfinished(study, TrialState) -> None:
             retried.add(t.number)
 
 
+def objective_text(scored: Sequence[str]) -> str:
+    """What the score averaged, naming only the metrics it counted (real event sequences have no depth or
+    virality, so against them only size is scored)."""
+    shapes = [m for m in scored if m != "cascade_size"]
+    if not shapes:
+        return "KS on size"
+    return f"mean of matched-size KS on {', '.join(shapes)}" + (" and KS on size" if "cascade_size" in scored else "")
+
+
 def write_calibrated(spec: Scenario, values: dict[str, Any], path: Path, real: pd.DataFrame, fit, check,
                      objective: Sequence[str]) -> Path:  # fmt: skip
     """The scenario with the calibrated values, its file paths made absolute (it lives in another folder),
@@ -269,7 +277,7 @@ def write_calibrated(spec: Scenario, values: dict[str, Any], path: Path, real: p
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
     note = (f"Calibrated with lsbm-sim calibrate ({shown}) to {real.attrs.get('source', 'real cascades')}: "
             f"score {fit.score(tuple(objective)):.3f} on the fit half, {check.score(tuple(objective)):.3f} on the "
-            f"held-out check half (mean KS, {', '.join(objective)}).")  # fmt: skip
+            f"held-out check half ({objective_text(fit.scored(tuple(objective)))}).")  # fmt: skip
     data["description"] = ((data.get("description") or "").strip() + "\n" + note).strip()
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     Scenario.from_dict(yaml.safe_load(text), base_dir=path.parent)  # what is written must load

@@ -378,15 +378,19 @@ class Comparison:
     real: pd.DataFrame
     settings: dict[str, Any] = field(default_factory=dict)
 
+    def scored(self, metrics=("depth", "structural_virality", "cascade_size")) -> list[str]:
+        """The metrics `score` counts: those of `metrics` both sides have (event sequences have no depth)."""
+        rows = self.table.set_index("metric")
+        return [m for m in metrics if m in rows.index and not pd.isna(rows.loc[m, _score_column(m)])]
+
     def score(self, metrics=("depth", "structural_virality", "cascade_size")) -> float:
         """One number to minimise: the mean of matched-size KS for each metric (overall KS for size), over
-        the metrics both sides have."""
-        rows = self.table.set_index("metric")
-        values = [rows.loc[m, "ks_overall" if m == "cascade_size" else "ks_matched"] for m in metrics if m in rows.index]
-        values = [v for v in values if not pd.isna(v)]  # a metric the real data lacks (depth of sequences) is left out
-        if not values:
+        the metrics both sides have (`scored`)."""
+        scored = self.scored(metrics)
+        if not scored:
             raise LsbmError(f"none of {', '.join(metrics)} can be compared with these cascades")
-        return float(np.mean(values))
+        rows = self.table.set_index("metric")
+        return float(np.mean([rows.loc[m, _score_column(m)] for m in scored]))
 
     def to_dict(self) -> dict[str, Any]:
         records = json.loads(self.table.to_json(orient="records"))
@@ -419,6 +423,11 @@ the interval lies above the estimate).</p>
 <h2>Settings</h2><ul>{settings}</ul></body></html>"""
         (out / "report.html").write_text(page)
         return out / "report.html"
+
+
+def _score_column(metric: str) -> str:
+    """Size is scored overall (matching on size would leave nothing to compare), the others at matched size."""
+    return "ks_overall" if metric == "cascade_size" else "ks_matched"
 
 
 def compare(sim: pd.DataFrame | Path | str, real: pd.DataFrame | Path | str, metrics=METRICS,
