@@ -106,7 +106,12 @@ def wait_for_server(port: int, process: subprocess.Popen, log: Path) -> None:
 def figures(page) -> list[bytes]:
     """The two plots and the cascade drawing, as the browser shows them (pixels: their blob URLs change on
     every redraw, whether or not the picture does)."""
-    return [image.screenshot() for image in page.locator("img.widget-image").all()]
+    for _ in range(20):
+        try:
+            return [image.screenshot(timeout=5_000) for image in page.locator("img.widget-image").all()]
+        except sync_api.Error:  # a redraw replaced an image while it was being captured: capture them again
+            time.sleep(0.25)
+    pytest.fail("the figures never held still long enough to be captured")
 
 
 def wait_until_redrawn(page, before: list[bytes], timeout: float = 30) -> list[bytes]:
