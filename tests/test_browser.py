@@ -76,7 +76,10 @@ def servers(tmp_path_factory):
         started[path.stem] = (port, process, logs / f"{path.stem}.log")
     yield started
     for _, process, _ in started.values():
-        os.killpg(process.pid, 15)  # the command and the solara server it started
+        try:
+            os.killpg(process.pid, 15)  # the command and the solara server it started
+        except ProcessLookupError:  # a server that failed to start has exited already; stop the others all the same
+            pass
     for _, process, _ in started.values():
         process.wait(timeout=30)
 
