@@ -460,17 +460,16 @@ class Comparison:
         """The metrics of `metrics` that `score` can use: those both sides have (depth of event sequences,
         say, is unknown)."""
         rows = self.table.set_index("metric")
-        return [m for m in metrics if m in rows.index
-                and not pd.isna(rows.loc[m, "ks_overall" if m == "cascade_size" else "ks_matched"])]  # fmt: skip
+        return [m for m in metrics if m in rows.index and not pd.isna(rows.loc[m, _score_column(m)])]
 
     def score(self, metrics=("depth", "structural_virality", "cascade_size")) -> float:
         """One number to minimise: the mean of matched-size KS for each metric (overall KS for size), over
         the metrics both sides have (`scored`)."""
-        rows = self.table.set_index("metric")
-        values = [rows.loc[m, "ks_overall" if m == "cascade_size" else "ks_matched"] for m in self.scored(metrics)]
-        if not values:
+        scored = self.scored(metrics)
+        if not scored:
             raise LsbmError(f"none of {', '.join(metrics)} can be compared with these cascades")
-        return float(np.mean(values))
+        rows = self.table.set_index("metric")
+        return float(np.mean([rows.loc[m, _score_column(m)] for m in scored]))
 
     def floor(self, metrics=("depth", "structural_virality", "cascade_size")) -> float | None:
         """The score two halves of the real cascades reach against each other (None without floor splits)."""
@@ -513,6 +512,11 @@ the interval lies above the estimate).</p>
 <h2>Settings</h2><ul>{settings}</ul></body></html>"""
         (out / "report.html").write_text(page)
         return out / "report.html"
+
+
+def _score_column(metric: str) -> str:
+    """Size is scored overall (matching on size would leave nothing to compare), the others at matched size."""
+    return "ks_overall" if metric == "cascade_size" else "ks_matched"
 
 
 def compare(sim: pd.DataFrame | Path | str, real: pd.DataFrame | Path | str, metrics=METRICS,

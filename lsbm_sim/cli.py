@@ -1,6 +1,7 @@
 """The `lsbm-sim` command.
 
-    lsbm-sim run SCENARIO --out DIR [--seed N] [--steps N] [--set PATH=VALUE ...]
+    lsbm-sim scenarios                          (the shipped scenarios, by name)
+    lsbm-sim run SCENARIO --out DIR [--seed N] [--steps N] [--set PATH=VALUE ...]   (a file or a shipped name)
     lsbm-sim validate SCENARIO [--set PATH=VALUE ...]
     lsbm-sim compare RUN_OR_SWEEP [--real PATH] [--impressions PATH] [--min-size N] [--json] [--out DIR]
     lsbm-sim calibrate SCENARIO [--real PATH] [--impressions PATH] --param PATH=LOW..HIGH ... [--trials N] [--out DIR]
@@ -37,7 +38,7 @@ app = typer.Typer(
 )
 console = Console(stderr=True, soft_wrap=True)
 
-ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.")]
+ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file, or a shipped scenario's name (lsbm-sim scenarios).")]
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a scenario field by dotted path, e.g. --set feed.size=5 (repeatable)."),
@@ -73,8 +74,10 @@ def run(
     from lsbm_sim.runner import run as run_scenario
     from lsbm_sim.results import MANIFEST, check_output_folder, partial_dir
 
+    from lsbm_sim.catalog import find_scenario
+
     check_seed(seed)
-    spec = load_scenario(scenario, _overrides(set_, steps=steps))
+    spec = load_scenario(find_scenario(scenario), _overrides(set_, steps=steps))
     out = out if out is not None else Path("results") / spec.name
     check_output_folder(out)
     if (out / MANIFEST).is_file() and not overwrite:
@@ -113,6 +116,7 @@ def run(
             bar["progress"].stop()
     if not quiet:
         print_summary(result)
+        print_story(result, scenario, out)
     console.print(f"results: {out}")
 
 
@@ -160,17 +164,93 @@ def print_summary(result) -> None:
     out.print(line, soft_wrap=True)
 
 
+FEW_POSTS = 6
+"""Up to this many posts, the story compares them one by one (the scenario pits them against each other); beyond,
+it describes how reach is spread over them."""
+
+
+def run_story(result) -> list[str]:
+    """What this run says about the scenario's question, in a few plain sentences of its own figures."""
+    agents = result.manifest["agents"]
+    items = result.items[result.items["entered"] >= 0]
+    shares = "share" in items.columns
+    if items.empty:
+        return ["No post entered in this run: nothing spread."]
+    items = items.sort_values(["reach", "item_id"], ascending=[False, True], kind="stable")
+    if len(items) <= FEW_POSTS:
+        lines = []
+        for row in items.itertuples(index=False):
+            line = f"{row.item_id} reached {row.reach:,} of {agents:,} people ({row.reach / agents:.1%})"
+            if shares:
+                line += f", shared {row.share:,} times"
+            accounts = "account" if row.cascade_size == 1 else "accounts"
+            lines.append(line + f"; its cascade: {row.cascade_size:,} {accounts}, {row.depth} deep.")
+        if len(items) >= 2 and items["reach"].iloc[1] > 0:
+            first, second = items.iloc[0], items.iloc[1]
+            lines.append(f"{first.item_id} reached {first.reach / second.reach:.1f}x as many people as {second.item_id}.")
+        return lines
+    reach = items["reach"].to_numpy()
+    top = max(1, len(items) // 100)
+    widest = items.iloc[0]
+    lines = [f"{len(items):,} posts; the {top:,} widest (1%) took {reach[:top].sum() / max(reach.sum(), 1):.0%} of all reach."]
+    if shares:
+        lines.append(f"{(items['share'] == 0).mean():.0%} were never shared.")
+    lines.append(f"The widest, {widest.item_id}, reached {widest.reach:,} people ({widest.reach / agents:.1%}); "
+                 f"the deepest cascade went {int(items['depth'].max())} shares deep.")  # fmt: skip
+    return lines
+
+
+def print_story(result, scenario: Path, out: Path) -> None:
+    """The scenario's question, what this run says about it, and the commands that take it further."""
+    from lsbm_sim.catalog import question
+    from lsbm_sim.scenario import Scenario
+
+    spec = Scenario.model_validate(result.manifest["scenario"])
+    console_out = Console(width=None if sys.stdout.isatty() else 160)
+    asked = question(spec)
+    if asked:
+        console_out.print(f"\n[bold]The question:[/] {escape(asked)}", soft_wrap=True)
+    console_out.print("[bold]This run says:[/] " + escape(" ".join(run_story(result))), soft_wrap=True)
+    console_out.print(f"One run, one seed (seed {result.manifest['seed']}): a difference counts once it outlasts "
+                      "the run-to-run spread.", soft_wrap=True)  # fmt: skip
+    console_out.print("[bold]Next:[/]")
+    next_steps = [
+        (f"lsbm-sim sweep {scenario} --grid feed.policy=chronological,popularity --replications 5",
+         "does it hold across seeds and feeds?"),
+        (f"lsbm-sim compare {out} --real PATH", "do its cascades look like real ones (PATH: real cascade trees)?"),
+        (f"lsbm-sim app {scenario}", "watch it step by step"),
+    ]  # fmt: skip
+    width = max(len(command) for command, _ in next_steps)
+    for command, why in next_steps:
+        console_out.print(f"  {escape(command.ljust(width))}   # {why}", soft_wrap=True, highlight=False)
+
+
 @app.command()
 def validate(scenario: ScenarioArg, set_: SetOption = None) -> None:
     """Check a scenario: its fields, the files it names, the network and every post's authors."""
+    from lsbm_sim.catalog import find_scenario
     from lsbm_sim.runner import check_scenario
 
-    summary = check_scenario(scenario, _overrides(set_))
+    summary = check_scenario(find_scenario(scenario), _overrides(set_))
     console.print(
         f"{scenario}: valid ({summary['agents']:,} agents, {summary['follow_edges']:,} follow edges, "
         f"{summary['personas']:,} personas, {summary['posts']} posts, {summary['steps']} steps, "
         f"backend {summary['backend']})"
     )
+
+
+@app.command("scenarios")
+def scenarios_command() -> None:
+    """List the shipped scenarios: the name to run each by, and what it is about."""
+    from lsbm_sim.catalog import one_line, shipped_scenarios
+    from lsbm_sim.scenario import Scenario
+
+    table = Table(title="Shipped scenarios (lsbm-sim run NAME --out DIR runs one; lsbm-sim app NAME opens it)")
+    table.add_column("name", no_wrap=True)
+    table.add_column("about")
+    for name, path in shipped_scenarios().items():
+        table.add_row(name, one_line(Scenario.from_yaml(path)))
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 def _parse_grid(items: list[str] | None) -> dict[str, list]:
@@ -213,8 +293,10 @@ def sweep(
     from lsbm_sim.sweep import SweepFailed, check_metric, summarize
     from lsbm_sim.sweep import sweep as run_sweep
 
+    from lsbm_sim.catalog import find_scenario
+
     check_seed(seed)
-    spec = load_scenario(scenario, _overrides(set_))
+    spec = load_scenario(find_scenario(scenario), _overrides(set_))
     parsed = _parse_grid(grid)
     check_metric(spec, parsed, metric)
     out = out if out is not None else Path("results") / f"{spec.name}-sweep"
@@ -317,6 +399,15 @@ def compare(
                          fmt(r.ks_matched, r.ks_matched_low, r.ks_matched_high), fmt(r.floor_matched),
                          str(r.n_sim), str(r.n_real))  # fmt: skip
         wide.print(show)
+        above = [r.metric for r in result.table.itertuples(index=False)
+                 if any(low > value for value, low in ((r.ks_overall, r.ks_overall_low), (r.ks_matched, r.ks_matched_low)))]  # fmt: skip
+        if above:
+            console.print(
+                f"note: {', '.join(above)}: the interval lies above the distance itself. A KS distance between "
+                "resampled sets is biased upward (resampling adds noise two close samples do not have), so when the two "
+                "sides are this close the interval reads 'within sampling noise of this'; the floor column is the "
+                "yardstick.", soft_wrap=True, highlight=False,
+            )  # fmt: skip
         if result.reach is not None:
             reach = Table(title=f"shares per follower of author and sharers (median over cascades with >= {min_shares} shares)")
             for column in ("figure", "simulated", "real", "log(sim/real)"):
@@ -454,24 +545,33 @@ def optimize(
 
 @app.command("app")
 def app_command(
-    scenario: Annotated[Path | None, typer.Argument(help="Scenario to open first.")] = None,
+    scenario: Annotated[
+        Path | None, typer.Argument(help="Scenario to open first: a file or a shipped scenario's name.")
+    ] = None,
     port: Annotated[int, typer.Option(help="Port of the page.")] = 8765,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    set_: SetOption = None,
 ) -> None:
     """Open the interactive page (Mesa's SolaraViz): step a scenario and watch posts spread."""
+    import json
     import socket
     import subprocess
+
+    from lsbm_sim.catalog import find_scenario
 
     with socket.socket() as probe:  # a port in use fails here, as one line, not after the server has started
         try:
             probe.bind((host, port))
         except OSError as exc:
             raise LsbmError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); choose another port") from None
-    if scenario is not None:
+    if scenario is not None or set_:
+        from lsbm_sim.catalog import shipped_scenarios
         from lsbm_sim.runner import check_scenario
 
-        check_scenario(scenario)  # a bad scenario fails here, with the usual message, not inside the page
-        os.environ["LSBM_APP_SCENARIO"] = str(scenario.resolve())
+        path = find_scenario(scenario) if scenario is not None else shipped_scenarios()["eco_product_launch"]
+        check_scenario(path, _overrides(set_))  # a bad scenario fails here, with the usual message, not inside the page
+        os.environ["LSBM_APP_SCENARIO"] = str(path.resolve())
+        os.environ["LSBM_APP_SET"] = json.dumps(_overrides(set_))
     os.environ.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "False")
     page = Path(__file__).with_name("app.py")
     raise typer.Exit(subprocess.call([sys.executable, "-m", "solara", "run", str(page), "--host", host, "--port", str(port)]))

@@ -494,6 +494,7 @@ class Scenario(Strict):
 
     name: str = "scenario"
     description: str = ""
+    question: str = ""  # what a run answers (`lsbm-sim run` ends with it); default: the description's questions
     seed: NonNegativeInt = 0
     steps: PositiveInt = 24
     population: PopulationSpec = Field(default_factory=PopulationSpec)

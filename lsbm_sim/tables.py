@@ -96,7 +96,11 @@ class ResultTables:
                     **per_post.get(index, cascade_metrics(np.zeros(0, dtype=np.int64))),
                 }
             )
-        return pd.DataFrame(rows)
+        # The columns are named even before any post exists (a platform whose people have not posted yet), so
+        # that a reader can select and sort them at step 0.
+        columns = ["item_id", "text", "topic", "entered", "authors", "label", "removed", "reach",
+                   *self.item_reaction_counts, *cascade_metrics(np.zeros(0, dtype=np.int64))]  # fmt: skip
+        return pd.DataFrame(rows, columns=columns)
 
     def agents_table(self) -> pd.DataFrame:
         frame = pd.DataFrame({"agent_id": np.arange(self.num_agents, dtype=np.int32)})

@@ -69,6 +69,26 @@ def test_calibrate_recovers_a_known_p_and_resumes_after_stopping(tmp_path: Path)
         calibrate(scenario, tmp_path / "truth", [Param.parse("behavior.p=0.01..0.5")], trials=1, out=out, workers=1)
 
 
+def test_against_event_sequences_the_objective_names_only_size(tmp_path: Path):
+    """Event sequences have no parents, so no depth or virality: the score is KS on size alone, and the
+    calibration's texts say so rather than naming the metrics the real side lacks."""
+    from conftest import small_scenario
+
+    scenario = tmp_path / "s.yaml"
+    spec = small_scenario(steps=5)
+    spec["content"][0]["author"] = {"strategy": "random", "count": 30}
+    scenario.write_text(yaml.safe_dump(spec))
+    real = tmp_path / "sequences.csv"
+    real.write_text("cascade_id,time\n" + "".join(f"{c},{k}\n" for c in range(60) for k in range(1 + c % 3)))
+    out = tmp_path / "cal"
+    calibrate(scenario, real, [Param.parse("behavior.probabilities.share=0.05..0.3")], trials=2, replications=1,
+              out=out, workers=1, bootstrap=0)  # fmt: skip
+    summary = json.loads((out / "calibration.json").read_text())
+    assert summary["objective"] == "KS on size"
+    note = yaml.safe_load((out / "calibrated.yaml").read_text())["description"]
+    assert "(KS on size)" in note and "depth" not in note and "virality" not in note
+
+
 def test_a_killed_calibration_resumes_with_no_trial_lost_or_repeated(tmp_path: Path):
     scenario = ic_scenario(tmp_path)
     run(scenario, seed=99, out=tmp_path / "truth")

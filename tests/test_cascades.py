@@ -181,6 +181,25 @@ def test_compare_command_writes_report_and_json(tmp_path: Path, capsys):
     assert "bad.csv:3: parent 'nobody'" in capsys.readouterr().err
 
 
+def test_compare_says_why_an_interval_can_lie_above_its_distance(tmp_path: Path, capsys):
+    # A run against itself: distance 0, while resampled copies differ a little, so every interval lies above 0.
+    spec = small_scenario(steps=6)
+    spec["content"][0]["author"] = {"strategy": "random", "count": 30}
+    run(Scenario.from_dict(spec), out=tmp_path / "run")
+    assert main(["compare", str(tmp_path / "run"), "--real", str(tmp_path / "run"), "--bootstrap", "30",
+                 "--out", str(tmp_path / "rep")]) == 0  # fmt: skip
+    err = " ".join(capsys.readouterr().err.split())
+    table = json.loads((tmp_path / "rep" / "comparison.json").read_text())["metrics"]
+    above = [m["metric"] for m in table if m["ks_overall_low"] is not None and m["ks_overall_low"] > m["ks_overall"]]
+    assert "cascade_size" in above
+    assert f"note: {', '.join(above)}: the interval lies above the distance itself" in err and "biased upward" in err
+    capsys.readouterr()
+    near = tmp_path / "real.csv"  # apart: no note
+    near.write_text("cascade_id,node,parent,time\n" + "".join(f"{c},r,,0\n" + "".join(f"{c},n{k},r,{k}\n" for k in range(12)) for c in range(40)))
+    assert main(["compare", str(tmp_path / "run"), "--real", str(near), "--bootstrap", "30", "--out", str(tmp_path / "rep2")]) == 0
+    assert "interval lies above" not in capsys.readouterr().err
+
+
 def test_twitter16_loads_with_the_counts_its_source_lists(shared_data: Path):
     table = load_cascades(shared_data / "twitter16_cascades")
     notes = table.attrs["notes"]
