@@ -98,8 +98,8 @@ class ResultTables:
             )
         # The columns are named even before any post exists (a platform whose people have not posted yet), so
         # that a reader can select and sort them at step 0.
-        columns = ["item_id", "text", "topic", "entered", "authors", "label", "removed", "reach",
-                   *self.item_reaction_counts, *cascade_metrics(np.zeros(0, dtype=np.int64))]  # fmt: skip
+        columns = ["item_id", "text", "topic", "entered", "authors", "label", "removed", "impressions", "reach",
+                   "audience", *self.item_reaction_counts, *cascade_metrics(np.zeros(0, dtype=np.int64))]  # fmt: skip
         return pd.DataFrame(rows, columns=columns)
 
     def agents_table(self) -> pd.DataFrame:
