@@ -84,7 +84,7 @@ def test_against_event_sequences_the_objective_names_only_size(tmp_path: Path):
     calibrate(scenario, real, [Param.parse("behavior.probabilities.share=0.05..0.3")], trials=2, replications=1,
               out=out, workers=1, bootstrap=0)  # fmt: skip
     summary = json.loads((out / "calibration.json").read_text())
-    assert summary["objective"] == "KS on size"
+    assert summary["objective"] == "cascades: KS on size"
     note = yaml.safe_load((out / "calibrated.yaml").read_text())["description"]
     assert "(KS on size)" in note and "depth" not in note and "virality" not in note
 
