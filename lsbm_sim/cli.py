@@ -644,9 +644,21 @@ def _log_to_console() -> None:
     """The package's warnings (a stale staging folder removed, say) as one line each on stderr."""
     import logging
 
+    class CurrentStderr(logging.StreamHandler):
+        """Writes to whatever sys.stderr is when a line is logged (a caller that redirects stderr after the
+        first command, as a notebook or a test does, still gets the lines)."""
+
+        @property
+        def stream(self):
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value):
+            pass
+
     logger = logging.getLogger("lsbm_sim")
     if not any(getattr(h, "_lsbm_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = CurrentStderr()
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         handler.setLevel(logging.WARNING)
         handler._lsbm_cli = True  # type: ignore[attr-defined]

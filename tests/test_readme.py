@@ -59,3 +59,14 @@ def test_the_readmes_python_examples_run(tmp_path, monkeypatch, capsys):
     assert len(skipped) <= 1
 
     exec(compile(docstring_examples(results.SimulationResult.__doc__), "SimulationResult", "exec"), namespace)  # noqa: S102
+
+
+def test_the_docs_python_examples_run(tmp_path, monkeypatch):
+    """Every Python block of the documentation site runs as written, from a project folder with the shipped
+    scenarios, as the README's do."""
+    blocks = [(page.name, block) for page in sorted((ROOT / "docs").glob("*.md")) for block in python_blocks(page.read_text())]
+    assert blocks, "the docs have no Python example to run"
+    (tmp_path / "scenarios").symlink_to(ROOT / "scenarios")
+    monkeypatch.chdir(tmp_path)
+    for name, block in blocks:
+        exec(compile(block, name, "exec"), {})  # noqa: S102 (our own documentation)

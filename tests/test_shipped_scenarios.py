@@ -51,7 +51,9 @@ def test_headline_ab_test_favours_the_wording_the_appeal_model_scores_higher():
     totals, wins, runs = {t: 0 for t in texts}, 0, 0
     for order in (texts, texts[::-1]):
         for seed in range(4):
-            overrides = ["population.size=1500", "steps=15"] + [f"content.{k}.text={json.dumps(t)}" for k, t in enumerate(order)]
+            # At real rates (about one reaction in 200 exposures) a variant needs thousands of exposures.
+            overrides = ["population.size=8000", "steps=10", "content.0.author.count=1200", "content.1.author.count=1200"]
+            overrides += [f"content.{k}.text={json.dumps(t)}" for k, t in enumerate(order)]
             items = run(path, seed=seed, overrides=overrides, behavior=model).items
             engagement = dict(zip(items["text"], items["like"] + items["share"] + items["comment"]))
             for t in texts:
@@ -62,18 +64,16 @@ def test_headline_ab_test_favours_the_wording_the_appeal_model_scores_higher():
     assert wins >= 6, f"the better-scored headline won {wins} of {runs} runs"
 
 
-def test_twitter_cascades_spreads_like_ordinary_posts_mostly_unshared_and_broadcast():
-    """The calibrated default head in its world, small (1,500 people, its 4 batches of posts cut to 75 each):
-    many posts are never shared (auspol: 49%), and the few that travel do so as broadcasts, shallow and
-    star-like (twitter16: depth 3, structural virality about 2.4 at every size up to a thousand), not as the
-    long person-to-person chains the assumed head made (depth 5-12, virality 4-8 at the same sizes)."""
+def test_twitter_cascades_shows_real_rates_per_exposure_and_most_posts_unshared():
+    """The default head in its world, smaller (20,000 people, its 4 batches of posts cut to 100 each): per
+    exposure about one share in a thousand (the Twitter exports: 0.07-0.08%), likes 1.5-5 times as common as
+    shares, fewer comments than shares; most posts never shared (#auspol: 49%; this world: about 80%)."""
     path = Path(__file__).resolve().parents[1] / "scenarios" / "twitter_cascades.yaml"
     assert check_scenario(path)["posts"] == 1000
     batches = len(Scenario.from_yaml(path).content)
-    result = run(path, overrides=["population.size=1500"] + [f"content.{k}.posts=75" for k in range(batches)])
-    trees = result.cascades
-    unshared = float((trees["cascade_size"] == 1).mean())
-    assert 0.3 <= unshared <= 0.75, unshared
-    spread = trees[trees["cascade_size"] >= 10]
-    assert len(spread) >= 5, trees["cascade_size"].describe()
-    assert spread["depth"].median() <= 3 and spread["structural_virality"].median() <= 2.6, spread.describe()
+    items = run(path, overrides=["population.size=20000"] + [f"content.{k}.posts=100" for k in range(batches)]).items
+    shown = items["impressions"].sum()
+    share, like, comment = (items[r].sum() / shown for r in ("share", "like", "comment"))
+    assert 0.0003 <= share <= 0.002, share
+    assert 1.5 <= like / share <= 5 and comment < share, (like, share, comment)
+    assert 0.6 <= (items["share"] == 0).mean() < 1

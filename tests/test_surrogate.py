@@ -230,7 +230,8 @@ def test_real_significant_pairs_differ_by_the_real_median_ratio(shared_data: Pat
 
 def test_broker_deduplicates_identical_questions():
     broker = Broker(SurrogateModel())
-    batch = QueryBatch.from_queries([BehaviorQuery(GREEN, ECO)] * 50 + [BehaviorQuery(SPORTS, ECO)] * 50)
+    # Two personas who differ in how readily they react: two distinct questions, two distinct answers.
+    batch = QueryBatch.from_queries([BehaviorQuery(GREEN, ECO)] * 50 + [BehaviorQuery(SPORTS, ECO, disposition=1.0)] * 50)
     probs = broker.decide(batch)
     assert broker.stats.model_rows == 2 and broker.stats.decisions == 100
     assert np.allclose(probs[:50], probs[0]) and not np.allclose(probs[0], probs[99])
