@@ -158,6 +158,18 @@ class Recommending:
         # Running top list by similarity, per archetype (item numbers, -1 = empty).
         self._similar = np.full((len(model.population.personas), 0), -1, dtype=np.int64)
 
+    # -------------------------------------------------------------------------------------- checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a step changes: the running top lists and the recommender's own attributes. The rest (the
+        encoder, persona vectors, text similarities, the follow keys) is rebuilt from the scenario with the
+        model, so a checkpoint never holds the encoder or its lock."""
+        return {"similar": self._similar, "recommender": self.recommender.__getstate__()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._similar = state["similar"]
+        put_state(self.recommender, state["recommender"])
+
     # --------------------------------------------------------------------------------------- candidates
 
     def _similarity_of(self, items: np.ndarray) -> np.ndarray:
@@ -301,6 +313,20 @@ class Recommending:
             sharer=np.concatenate([exposures.sharer, np.full(len(person), RECOMMENDED, dtype=np.int32)])[order],
             rank=rank[order].astype(np.int32),
         )
+
+
+def put_state(obj: Any, state: Any) -> None:
+    """Give `obj` the state `obj.__getstate__()` returned: through its own `__setstate__`, or as pickle does for
+    the default forms (None: nothing; a dict of attributes; a pair of such dicts, the second for __slots__)."""
+    setstate = getattr(obj, "__setstate__", None)
+    if setstate is not None:
+        setstate(state)
+        return
+    attributes, slots = state if isinstance(state, tuple) else (state, None)
+    if attributes:
+        obj.__dict__.update(attributes)
+    for name, value in (slots or {}).items():
+        setattr(obj, name, value)
 
 
 def contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
