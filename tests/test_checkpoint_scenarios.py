@@ -29,7 +29,9 @@ SCENARIOS = {
     "independent_cascade": ["population.size=500", "steps=10"],
     "influencer_vs_random": ["population.size=400", "steps=10"],
     "misinformation_correction": ["population.size=400", "steps=14"],  # the label at step 12
-    "platform_day": ["population.size=2000", "steps=10"],  # posting, the interest recommender, engaged events
+    # Posting, the interest recommender, engaged events; people post as often as at full size (hundreds of recent
+    # posts), so the recommender's running top lists, not only its newest and popular posts, pick the candidates.
+    "platform_day": ["population.size=1000", "steps=10", "posting.rate=0.05"],
     "twitter_cascades": ["population.size=1000", "steps=10"],  # batches of 250 posts at steps 0, 3, 6, 9
 }
 CHECKPOINT_EVERY, KILLED_AT, SIGNALLED_AT = 3, 8, 5  # killed two steps after the checkpoint of step 6
