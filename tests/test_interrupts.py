@@ -228,3 +228,42 @@ def test_ctrl_c_stops_a_ray_sweep_its_local_cluster_exits_and_the_same_command_f
     returncode, err = finish(lsbm(*command, cwd=tmp_path), timeout=180)
     assert returncode == 0, err
     assert_whole_sweep(tmp_path, first)
+
+
+def living_platform_sweep(tmp_path: Path) -> tuple[Path, dict, list]:
+    """A sweep whose runs are small living platforms: people post from the pool and an interest recommender fills
+    feed slots (most of a second a run: two workers run the last two after the first two, so those two at least are
+    unfinished when the test stops the sweep on seeing the first)."""
+    path = tmp_path / "living.yaml"
+    doc = small_scenario(steps=20, population={"size": 500, "activity": 0.4})
+    doc["posting"] = {"rate": 0.03, "pool": str(ROOT / "scenarios" / "data" / "posts.jsonl")}
+    doc["feed"] = {"policy": "chronological", "size": 6, "recommender": "interest", "out_of_network": 0.3}
+    path.write_text(yaml.safe_dump(doc))
+    grid = {"feed.out_of_network": [0.2, 0.4]}
+    command = ["sweep", path, "--grid", "feed.out_of_network=0.2,0.4", "--replications", 2, "--workers", 2, "--out", "sw"]
+    return path, grid, command
+
+
+def test_a_sweep_of_runs_that_post_and_recommend_is_stopped_and_the_same_command_finishes_it(tmp_path):
+    from lsbm_sim.sweep import sweep
+
+    path, grid, command = living_platform_sweep(tmp_path)
+    proc = lsbm(*command, cwd=tmp_path)
+    wait_for(lambda: finished_runs(tmp_path), what="a finished run")
+    WORKERS.extend(children(proc.pid))
+    proc.send_signal(signal.SIGINT)
+    returncode, err = finish(proc, timeout=60)
+    assert returncode == 130, err
+    assert "interrupted by SIGINT: kept" in err and "run the same command again" in err and "Traceback" not in err
+    first = {p: p.stat().st_mtime_ns for p in finished_runs(tmp_path)}
+    assert 0 < len(first) < 4
+
+    returncode, err = finish(lsbm(*command, cwd=tmp_path))
+    assert returncode == 0, err
+    table = pd.read_parquet(tmp_path / "sw" / "sweep.parquet")
+    assert {p: p.stat().st_mtime_ns for p in first} == first  # the runs finished before the signal were not rerun
+    assert len(finished_runs(tmp_path)) == 4 and not list((tmp_path / "sw" / "runs").glob(".*"))
+    # Every run once, and each as an uninterrupted sweep (in this process, one run at a time) has it.
+    whole = sweep(path, grid, replications=2, workers=1)
+    assert sorted(table["run"].unique()) == [0, 1, 2, 3] and len(table) == len(whole) > 4 * 2
+    pd.testing.assert_frame_equal(table.drop(columns="seconds"), whole.drop(columns="seconds"))
