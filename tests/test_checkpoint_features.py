@@ -200,3 +200,25 @@ def test_a_signal_whose_checkpoint_cannot_be_saved_still_stops_with_its_exit_cod
                    "continue this run"]  # fmt: skip
     assert results.load_results(tmp_path / "res.partial", allow_incomplete=True).manifest["steps_run"] == 5
     assert not (tmp_path / "res.checkpoint").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals as on Linux")
+def test_a_signal_that_arrives_while_progress_is_reported_still_saves_the_checkpoint_of_its_step(tmp_path):
+    from lsbm_sim import interrupts
+    from lsbm_sim.runner import run
+
+    doc = scenario_doc({"posting": 0.0, "recommender": "recommenders.py:Fatigue", "events": "all", "interventions": (),
+                        "batch": True, "policy": "random", "backend": "constant"})  # fmt: skip
+    path = write_scenario(tmp_path, doc)
+    whole = run(path, out=tmp_path / "whole")
+
+    def progress(done: int, total: int) -> None:
+        if done == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with interrupts.handle_signals(), pytest.raises(interrupts.Interrupted) as stopped:
+        run(path, out=tmp_path / "res", progress=progress)
+    assert stopped.value.kept.endswith(f"continues from the checkpoint in {tmp_path / 'res.checkpoint'}/")
+    resumed = run(path, out=tmp_path / "res", resume=True)
+    assert (tmp_path / "res" / "events.parquet").read_bytes() == (tmp_path / "whole" / "events.parquet").read_bytes()
+    pd.testing.assert_frame_equal(resumed.items, whole.items)
