@@ -15,7 +15,8 @@ In the manner of X's and OASIS's recommenders, it works in two stages:
 
 Your own recommender is a class with a `score(candidates)` method returning one number per row (higher is
 shown more), and optionally a `temperature` (default 0.1). Name it in the scenario as "module:Class" (an
-importable module) or "file.py:Class" (a file beside the scenario):
+importable module) or "file.py:Class" (a file beside the scenario). A run's checkpoints keep its attributes
+(give it `__getstate__` and `__setstate__` to choose which), so keep them picklable:
 
 >>> class Newest:
 ...     temperature = 0.05
