@@ -135,17 +135,19 @@ def check(model) -> None:
         try:
             _Pickler(_Discard(), shared).dump(value)
         except Exception as exc:
-            raise CheckpointError(f"--checkpoint-every: {_describe_part(model, name)} cannot be saved in a checkpoint "
-                                  f"({type(exc).__name__}: {exc})") from None  # fmt: skip
+            part, remedy = _describe_part(model, name)
+            raise CheckpointError(f"--checkpoint-every: {part} cannot be saved in a checkpoint "
+                                  f"({type(exc).__name__}: {exc}){remedy}") from None  # fmt: skip
 
 
-def _describe_part(model, name: str) -> str:
+def _describe_part(model, name: str) -> tuple[str, str]:
+    """What the user calls the part `name` of a checkpoint, and what they can do about it."""
     recommending = getattr(model, "recommender", None)
     if name == "model.recommender" and recommending is not None:
         cls = type(recommending.recommender)
-        return (f"the recommender {recommending.name!r} (class {cls.__qualname__}; give it picklable attributes, or "
-                "__getstate__ and __setstate__)")  # fmt: skip
-    return name
+        return (f"the recommender {recommending.name!r} (class {cls.__qualname__})",
+                "; give it picklable attributes, or __getstate__ and __setstate__ that say what to keep")  # fmt: skip
+    return name, ""
 
 
 def save(model, folder: Path) -> int:

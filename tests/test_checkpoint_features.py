@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT, small_scenario
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lsbm_sim import checkpoint, recommend, results
@@ -46,6 +46,21 @@ class Fatigue:
         return candidates.similarity - 0.2 * before
 
 
+class FatigueWithALock(Fatigue):
+    """Fatigue that also holds a lock, and says what a checkpoint keeps: its memory, not the lock."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+
+    def __getstate__(self):
+        return {"times_scored": self.times_scored}
+
+    def __setstate__(self, state):
+        self.times_scored = state["times_scored"]
+        self.lock = threading.Lock()
+
+
 class Locked:
     """Holds a lock from the start: it cannot be saved in a checkpoint."""
 
@@ -74,7 +89,8 @@ INTERVENTIONS = {
 
 features = st.fixed_dictionaries({
     "posting": st.sampled_from([None, 0.0, 25.0]),  # off, or on with uniform or interest-driven texts
-    "recommender": st.sampled_from(["none", "interest", "popularity", "random", "recommenders.py:Fatigue"]),
+    "recommender": st.sampled_from(["none", "interest", "popularity", "random", "recommenders.py:Fatigue",
+                                    "recommenders.py:FatigueWithALock"]),
     "events": st.sampled_from(["all", "engaged", "none"]),
     "interventions": st.sets(st.sampled_from(sorted(INTERVENTIONS))),
     "batch": st.booleans(),  # a batch of posts, each by several authors
@@ -115,6 +131,9 @@ def finish(model: SocialModel):
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(f=features)
+@example(f={"posting": 25.0, "recommender": "recommenders.py:FatigueWithALock", "events": "engaged",
+            "interventions": {"label", "promote"}, "batch": True, "policy": "chronological", "backend": "surrogate",
+            "saved_at": 4})  # fmt: skip
 def test_a_run_restored_from_a_checkpoint_finishes_as_if_never_stopped(f):
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
         patch.setattr(results, "FLUSH_ROWS", 40)  # several row groups, some written after the checkpoint
@@ -164,9 +183,9 @@ def test_checkpoint_every_refuses_a_recommender_that_cannot_be_saved_before_the_
     path = unsaveable(tmp_path, "recommenders.py:Locked")
     code, err = run_cli(capsys, "run", path, "--out", tmp_path / "res", "-q", "--checkpoint-every", 2)
     assert code == 2
-    assert err == ["error: --checkpoint-every: the recommender 'recommenders.py:Locked' (class Locked; give it "
-                   "picklable attributes, or __getstate__ and __setstate__) cannot be saved in a checkpoint "
-                   "(TypeError: cannot pickle '_thread.lock' object)"]  # fmt: skip
+    assert err == ["error: --checkpoint-every: the recommender 'recommenders.py:Locked' (class Locked) cannot be "
+                   "saved in a checkpoint (TypeError: cannot pickle '_thread.lock' object); give it picklable "
+                   "attributes, or __getstate__ and __setstate__ that say what to keep"]  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["recommenders.py", "s.yaml"]  # nothing started
 
 
