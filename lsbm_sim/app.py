@@ -1,15 +1,17 @@
 """The SolaraViz page: step through a scenario and watch posts spread.
 
-    lsbm-sim app scenarios/eco_product_launch.yaml        (or: solara run lsbm_sim/app.py)
+    lsbm-sim app platform_day [--set population.size=2000]     (or: solara run lsbm_sim/app.py)
 
-Controls pick the scenario, feed policy, feed size and population size, starting at the values the scenario
-file sets; the page plots reactions and reach per step (from Mesa's DataCollector), lists the 20 posts of widest
-reach with their cascade metrics, and draws the largest cascade tree so far. Each browser session has a model of
-its own (`Page`).
+The page names the scenario and says what it asks; controls pick the scenario, feed policy, feed size and
+population size, starting at the values the scenario file sets (Reset builds the world anew with them); it plots
+reactions and reach per step (from Mesa's DataCollector), lists the 20 posts of widest reach with their cascade
+metrics, and draws the largest cascade tree so far. Each browser session has a model of its own (`Page`), built
+off the page's thread so that the page says what it is building while it builds.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -21,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import networkx as nx  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 with warnings.catch_warnings():  # solara's hook checker complains about Mesa's own components at import
     warnings.simplefilter("ignore", UserWarning)
@@ -28,17 +31,50 @@ with warnings.catch_warnings():  # solara's hook checker complains about Mesa's 
     from mesa.visualization import SolaraViz, make_plot_component
     from mesa.visualization.utils import update_counter
 
+from lsbm_sim.catalog import shipped_scenarios  # noqa: E402
 from lsbm_sim.model import SocialModel  # noqa: E402
+from lsbm_sim.scenario import Scenario, load_scenario  # noqa: E402
 
-SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
+SCENARIO_ENV = "LSBM_APP_SCENARIO"
+"""The scenario file the page opens (`lsbm-sim app SCENARIO` sets it)."""
+OVERRIDES_ENV = "LSBM_APP_SET"
+"""`--set` overrides for that scenario, as a JSON list of PATH=VALUE strings (`lsbm-sim app --set ...` sets it)."""
 
 
 def default_scenario() -> str:
-    """The scenario the page opens: the one `lsbm-sim app SCENARIO` was given (it sets LSBM_APP_SCENARIO)."""
-    return os.environ.get("LSBM_APP_SCENARIO", str(SCENARIO_DIR / "eco_product_launch.yaml"))
+    """The scenario the page opens: the one `lsbm-sim app SCENARIO` was given, else the seed model card's."""
+    return os.environ.get(SCENARIO_ENV, str(shipped_scenarios()["eco_product_launch"]))
 
 
-DEFAULT_SCENARIO = default_scenario()
+def opened_overrides() -> list[str]:
+    return list(json.loads(os.environ.get(OVERRIDES_ENV, "[]")))
+
+
+def scenario_choices(current: str | None = None) -> dict[str, str]:
+    """The scenario selector's entries: a name for each shipped scenario and for the one the page was opened
+    with (a path would be long and says where a file is, not what it is), and the file each name stands for."""
+    current = str(Path(current or default_scenario()).resolve())
+    choices = {name: str(path.resolve()) for name, path in shipped_scenarios().items()}
+    if current not in choices.values():
+        name = Path(current).stem
+        choices[name if name not in choices else f"{name} ({Path(current).parent.name}/)"] = current
+    return choices
+
+
+def scenario_label(path: str) -> str:
+    resolved = str(Path(path).resolve())
+    return next(label for label, file in scenario_choices(path).items() if file == resolved)
+
+
+def scenario_file(scenario: str) -> str:
+    """The file a selector entry names (a path is taken as it is)."""
+    return scenario_choices().get(scenario, scenario)
+
+
+def scenario_overrides(path: str) -> list[str]:
+    """The `--set` overrides the page was opened with apply to the scenario it was opened with, not to others
+    picked in the selector (a field of one scenario may not exist in another)."""
+    return opened_overrides() if Path(path).resolve() == Path(default_scenario()).resolve() else []
 
 
 class AppModel(SocialModel):
@@ -47,37 +83,33 @@ class AppModel(SocialModel):
 
     def __init__(
         self,
-        scenario: str = DEFAULT_SCENARIO,
+        scenario: str | None = None,
         feed_policy: str | None = None,
         feed_size: int | None = None,
         population_size: int | None = None,
         seed: int | None = None,
         rng=None,
     ):
-        overrides = []
+        path = scenario_file(scenario) if scenario is not None else default_scenario()
+        overrides = scenario_overrides(path)
         if feed_policy is not None:
             overrides.append(f"feed.policy={feed_policy}")
         if feed_size is not None:
             overrides.append(f"feed.size={int(feed_size)}")
         if population_size is not None:
             overrides.append(f"population.size={int(population_size)}")
-        super().__init__(scenario, seed=None if seed is None else int(seed), overrides=overrides)
-        self.scenario_path = str(scenario)
+        super().__init__(path, seed=None if seed is None else int(seed), overrides=overrides)
+        self.scenario_path = str(path)
 
 
-def scenario_choices(current: str = DEFAULT_SCENARIO) -> list[str]:
-    choices = sorted(str(p) for p in SCENARIO_DIR.glob("*.yaml"))
-    return choices if current in choices else [current, *choices]
-
-
-def model_params(scenario: str = DEFAULT_SCENARIO) -> dict:
+def model_params(scenario: str | None = None) -> dict:
     """The page's controls, starting at the scenario's own values (a control the scenario leaves open, such as
     the size of a population read from a file, is not offered)."""
-    from lsbm_sim.scenario import Scenario
-
-    spec = Scenario.from_yaml(scenario)
+    path = scenario_file(scenario) if scenario is not None else default_scenario()
+    spec = load_scenario(path, scenario_overrides(path))
+    choices = scenario_choices(path)
     params = {
-        "scenario": {"type": "Select", "value": str(scenario), "values": scenario_choices(str(scenario)), "label": "Scenario"},
+        "scenario": {"type": "Select", "value": scenario_label(path), "values": list(choices), "label": "Scenario"},
         "feed_policy": {
             "type": "Select",
             "value": spec.feed.policy,
@@ -95,21 +127,39 @@ def model_params(scenario: str = DEFAULT_SCENARIO) -> dict:
     return params
 
 
-MODEL_PARAMS = model_params()
-
-
 TOP_POSTS = 20
+
+CASCADE_COLUMNS = ["cascade_size", "depth", "max_breadth", "structural_virality", "half_time"]
+
+
+def post_table(model: SocialModel) -> pd.DataFrame:
+    """The posts of widest reach so far, the figures a reader compares first (reach, reactions, cascade) on
+    the left and the text, the widest column, last."""
+    table = model.items_table()
+    first = ["item_id", "reach", *model.item_reaction_counts, *CASCADE_COLUMNS]
+    order = first + [c for c in table.columns if c not in first and c != "text"] + ["text"]
+    shown = table.sort_values(["reach", "item_id"], ascending=[False, True], kind="stable").head(TOP_POSTS)
+    return shown[order].reset_index(drop=True)
+
+
+def Paragraph(text: str):
+    """Plain text in a paragraph. (solara.Markdown fetches KaTeX from a CDN for formulas: offline, every page
+    with Markdown on it raises a script error in the browser.)"""
+    return solara.v.Html(tag="p", children=[text])
 
 
 @solara.component
 def PostTable(model: SocialModel):
     """The posts of widest reach so far, with reactions and cascade metrics (a platform has thousands)."""
     update_counter.get()  # re-render after every step the page takes
-    table = model.items_table().drop(columns=["text"])
-    shown = table.sort_values(["reach", "item_id"], ascending=[False, True], kind="stable").head(TOP_POSTS)
-    solara.Markdown(f"**Step {model.steps_completed}** of {model.scenario.steps}: {len(table):,} posts, "
-                    f"the {len(shown)} of widest reach")  # fmt: skip
-    table = shown
+    posts = int((model.entered >= 0).sum())
+    if posts == 0:
+        Paragraph(f"Step {model.steps_completed} of {model.scenario.steps}: no posts yet. "
+                  "Step the model to see the first ones.")  # fmt: skip
+        return
+    table = post_table(model)
+    Paragraph(f"Step {model.steps_completed} of {model.scenario.steps}: {posts:,} posts, "
+              f"the {len(table)} of widest reach")  # fmt: skip
     solara.DataFrame(table, items_per_page=10)
 
 
@@ -149,12 +199,57 @@ def CascadeView(model: SocialModel):
     plt.close(fig)
 
 
-def make_page(model: SocialModel | None = None, scenario: str | None = None):
-    """The SolaraViz page for a model, or for a scenario (default: the one the page was opened with)."""
+@solara.component
+def ScenarioTitle(spec: Scenario):
+    """The scenario's name and description, as plain text (a description is prose, not Markdown)."""
+    solara.v.Html(tag="h2", children=[spec.name])
+    Paragraph(" ".join(spec.description.split()))
+
+
+@solara.component
+def ScenarioHeader(model: SocialModel):
+    """What the scenario is and asks, the world the page built, and where the run stands."""
+    update_counter.get()  # re-render after every step the page takes
+    spec = model.scenario
+    ScenarioTitle(spec)
+    feed = f"{spec.feed.policy} feed" + (f" of {spec.feed.size} posts per step" if spec.feed.size else "")
+    solara.Text(f"{model.num_agents:,} people, {model.network.num_edges:,} follows, {feed}, seed {model.seed}")
+    done = model.steps_completed
+    if done >= spec.steps:
+        solara.Success(f"Finished after {done} steps: the run is over. Reset starts it again (with the controls' values).")
+    else:
+        solara.Info(f"Step {done} of {spec.steps}: press Step or ▶ to go on.")
+
+
+@solara.component
+def Loading(path: str):
+    """What a visitor sees while their model is built (a world of many thousands takes seconds)."""
+    spec = Scenario.from_yaml(path, overrides=scenario_overrides(path))
+    with solara.Column(style={"padding": "2em"}):
+        ScenarioTitle(spec)
+        size = f"{spec.population.size:,} people" if spec.population.size else "the population"
+        solara.Text(f"Building the world: {size}, their follow graph and the behavior model...")
+        solara.ProgressLinear(True)
+
+
+# The sliders show their values all the time, not only while dragged (Mesa's controls do not say so themselves).
+SLIDER_STYLE = """
+.v-input__slider { padding-top: 26px; }
+.v-slider__thumb-label-container { display: block !important; }
+.v-slider__thumb-label { width: auto !important; min-width: 32px; padding: 0 4px; border-radius: 4px !important;
+                         transform: translateY(-20%) translateX(-50%) !important; }
+.v-slider__thumb-label > * { transform: none !important; }
+"""
+
+
+def make_page(model: SocialModel | solara.Reactive | None = None, scenario: str | None = None):
+    """The SolaraViz page for a model (or a reactive holding one), or for a scenario (default: the one the page
+    was opened with)."""
     if model is None:
-        model = AppModel(scenario or default_scenario())
-    path = getattr(model, "scenario_path", None) or scenario or default_scenario()
-    reactions = [r for r in model.reactions if r != "ignore"]
+        model = AppModel(scenario)
+    current = model.value if isinstance(model, solara.Reactive) else model
+    path = getattr(current, "scenario_path", None) or scenario or default_scenario()
+    reactions = [r for r in current.reactions if r != "ignore"]
     return SolaraViz(
         model,
         components=[
@@ -170,12 +265,30 @@ def make_page(model: SocialModel | None = None, scenario: str | None = None):
 
 def new_session_model() -> AppModel:
     """The model a browser session starts with: the scenario the page was opened with, at its own settings."""
-    return AppModel(default_scenario())
+    return AppModel()
+
+
+@solara.component
+def SessionPage(first: AppModel):
+    """The page around one session's model; Reset replaces the model inside the reactive, and the header
+    follows it."""
+    model = solara.use_reactive(first)
+    with solara.Column() as main:
+        solara.Style(SLIDER_STYLE)
+        ScenarioHeader(model.value)
+        make_page(model)
+    return main
 
 
 @solara.component
 def Page():
-    """What `solara run` serves. Each browser session (solara's virtual kernel) builds its own model on its
-    first render: a module-level model would be one world stepped, reset and re-sized by every visitor at once."""
-    model = solara.use_memo(new_session_model, dependencies=[])
-    return make_page(model)
+    """What `solara run` serves. Each browser session (solara's virtual kernel) builds its own model once, in a
+    thread, showing what it builds meanwhile: a module-level model would be one world stepped, reset and
+    re-sized by every visitor at once."""
+    # intrusive_cancel=False: the intrusive kind traces every line the build runs, which makes it far slower.
+    built = solara.use_thread(new_session_model, dependencies=[], intrusive_cancel=False)
+    if built.state == solara.ResultState.ERROR:
+        return solara.Error(f"The scenario could not be built: {built.error}")
+    if built.state != solara.ResultState.FINISHED:
+        return Loading(default_scenario())
+    return SessionPage(built.value)

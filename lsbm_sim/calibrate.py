@@ -1,10 +1,22 @@
-"""Fit scenario parameters to real cascades: simulation-based calibration with Optuna.
+"""Fit scenario parameters to real cascades and real rates per impression: simulation-based calibration with
+Optuna.
 
 Each trial proposes values for the chosen scenario fields, runs the scenario (a sweep of `replications` runs,
-on the sweep executors: local processes or Ray) and scores the simulated cascades against the *fit* half of
-the real ones with `lsbm_sim.cascades.compare`: by default the mean of the matched-size KS distances on depth
-and structural virality and the KS distance on size. Replication r of every trial uses the same seed (common
-random numbers), so two trials differ by their parameters, not by their luck.
+on the sweep executors: local processes or Ray) and scores it against the *fit* half of the real data:
+
+- cascades (`real`): `lsbm_sim.cascades.compare` on both sides cut at the same smallest size; by default the
+  mean of the matched-size KS distances on depth and structural virality and the KS distance on size, over
+  those the real data has (sizes-only data scores size alone);
+- rates (`impressions`): `lsbm_sim.impressions.compare_rates` on the runs' posts: the mean |log(sim / real)|
+  of the pooled shares, likes and comments per impression, plus the mean KS distance of their per-post
+  distributions;
+- both: the sum of the two scores.
+
+Replication r of every trial uses the same seed (common random numbers), so two trials differ by their
+parameters, not by their luck. At the end a warning (one line each, on the `lsbm_sim` logger) says when a
+best value lies at the edge of its range (within 5% of it: the truth may lie outside) and when the best score
+is far above what two halves of the real data reach against each other (more than 3 times that floor: the
+model cannot match the data with these parameters).
 
 Why Optuna: its TPE sampler is seeded, handles a handful of bounded (log-)continuous or integer parameters with
 noisy, non-differentiable objectives such as KS distances in a few dozen trials, and its SQLite storage keeps
@@ -28,10 +40,11 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +53,20 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel
 
-from lsbm_sim.cascades import compare, load_cascades
+from lsbm_sim.cascades import compare, in_minutes, load_cascades
 from lsbm_sim.errors import LsbmError
+from lsbm_sim.impressions import compare_rates, load_impressions
 from lsbm_sim.scenario import Scenario
 from lsbm_sim.sweep import kept_workers
 
 OBJECTIVE = ("depth", "structural_virality", "cascade_size")
 STUDY = "calibration"
+EDGE = 0.05
+"""A best value within this share of its range from an end is said to lie at the edge."""
+FAR_ABOVE_FLOOR = 3.0
+"""A best score above this multiple of the real-vs-real floor is said to be far from the data."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -101,11 +121,12 @@ class CalibrationResult:
     scenario_path: Path
     report_path: Path
     out: Path
+    warnings: list[str] = field(default_factory=list)
 
 
 def split_real(real: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fit and check halves of the real cascades, drawn at random with `seed` (the check half is never used
-    to choose anything)."""
+    """Fit and check halves of the real cascades (or posts), drawn at random with `seed` (the check half is
+    never used to choose anything)."""
     order = np.random.default_rng(seed).permutation(len(real))
     half = len(real) // 2
     fit, check = real.iloc[np.sort(order[:half])], real.iloc[np.sort(order[half:])]
@@ -115,21 +136,87 @@ def split_real(real: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFram
 
 
 def simulate(spec: Scenario, values: dict[str, Any], replications: int, executor: str, workers: int | None,
-             ray_address: str | None) -> pd.DataFrame:  # fmt: skip
-    """The cascade trees of `replications` runs at these values (seeds: the scenario's seed + r)."""
+             ray_address: str | None, rows: str = "cascades") -> pd.DataFrame:  # fmt: skip
+    """The cascade trees (`rows="items"`: the posts) of `replications` runs at these values (seeds: the
+    scenario's seed + r), time to half size in minutes."""
     from lsbm_sim.sweep import sweep
 
     grid = {path: [value] for path, value in values.items()}
     table = sweep(spec, grid, replications=replications, executor=executor, workers=workers,
-                  ray_address=ray_address, rows="cascades")  # fmt: skip
+                  ray_address=ray_address, rows=rows)  # fmt: skip
+    table, notes = in_minutes(table, spec.model_dump(mode="json"))
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
-    table.attrs = {"source": f"{spec.name} simulated at {shown or 'its own values'}", "time_unit": "steps"}
+    table.attrs = {"source": f"{spec.name} simulated at {shown or 'its own values'}", "time_unit": "minutes", "notes": notes}
     return table
+
+
+@dataclass
+class Target:
+    """What a calibration is scored against: the fit halves of the real cascades and of the real posts
+    (either may be None), and how."""
+
+    cascades: pd.DataFrame | None
+    posts: pd.DataFrame | None
+    objective: tuple[str, ...]
+    min_size: int | None
+
+    def simulate(self, spec, values, replications, executor, workers, ray_address) -> dict[str, pd.DataFrame]:
+        runs = {}
+        if self.cascades is not None:
+            runs["cascades"] = simulate(spec, values, replications, executor, workers, ray_address, "cascades")
+        if self.posts is not None:
+            runs["items"] = simulate(spec, values, replications, executor, workers, ray_address, "items")
+        return runs
+
+    def compare(self, runs: dict[str, pd.DataFrame], cascades=None, posts=None, bootstrap: int = 0,
+                floor_splits: int = 0, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+        """The comparisons against these halves (the fit halves unless others are given)."""
+        cascades = self.cascades if cascades is None else cascades
+        posts = self.posts if posts is None else posts
+        found: dict[str, Any] = {}
+        if cascades is not None:
+            found["cascades"] = compare(runs["cascades"], cascades, metrics=self.objective, bootstrap=bootstrap,
+                                        floor_splits=floor_splits, seed=seed, min_size=self.min_size)  # fmt: skip
+        if posts is not None:
+            found["rates"] = compare_rates(runs["items"], posts, floor_splits=floor_splits, seed=seed)
+        return found
+
+    def score(self, found: dict[str, Any]) -> float:
+        """Cascade score + rates score (see the module docstring)."""
+        total = 0.0
+        if "cascades" in found:
+            total += found["cascades"].score(self.objective)
+        if "rates" in found:
+            total += found["rates"].score()
+        return total
+
+    def floor(self, found: dict[str, Any]) -> float | None:
+        """The score two halves of the real data reach against each other (None when unknown)."""
+        parts = []
+        if "cascades" in found:
+            parts.append(found["cascades"].floor(self.objective))
+        if "rates" in found:
+            parts.append(found["rates"].floor())
+        return None if not parts or None in parts else float(sum(parts))
+
+    def describe(self, found: dict[str, Any]) -> str:
+        """What the score adds up, naming only the figures that were scored."""
+        parts = []
+        if "cascades" in found:
+            scored = found["cascades"].scored(self.objective)
+            shape = [m for m in scored if m != "cascade_size"]
+            text = f"mean of matched-size KS on {', '.join(shape)}" if shape else ""
+            if "cascade_size" in scored:
+                text = f"{text} and KS on size" if text else "KS on size"
+            parts.append(f"cascades: {text}")
+        if "rates" in found:
+            parts.append("rates: mean |log(sim/real)| of pooled rates per impression + mean per-post KS")
+        return " + ".join(parts)
 
 
 def calibrate(
     scenario: Scenario | str | Path,
-    real: pd.DataFrame | str | Path,
+    real: pd.DataFrame | str | Path | None,
     params: Sequence[Param | str],
     trials: int = 30,
     replications: int = 2,
@@ -142,9 +229,12 @@ def calibrate(
     overrides: Sequence[str] = (),
     bootstrap: int = 200,
     progress: Callable[[int, int, float | None], None] | None = None,
+    impressions: pd.DataFrame | str | Path | None = None,
+    min_size: int | None = None,
 ) -> CalibrationResult:
-    """Calibrate `params` of `scenario` to the `real` cascades with `trials` finished Optuna trials; see the
-    module docstring. Runs again on the same `out` resume the study."""
+    """Calibrate `params` of `scenario` to the `real` cascades, the real per-post `impressions`, or both,
+    with `trials` finished Optuna trials; see the module docstring. `min_size`: the size cut of the cascade
+    comparison (default: the real data's smallest cascade). Runs again on the same `out` resume the study."""
     import optuna
     from optuna.trial import TrialState
 
@@ -157,21 +247,36 @@ def calibrate(
         raise LsbmError("give at least one --param PATH=LOW..HIGH to calibrate")
     if trials < 1 or replications < 1:
         raise LsbmError("trials and replications must be at least 1")
+    if real is None and impressions is None:
+        raise LsbmError("give real cascades (--real), real per-post impressions (--impressions) or both to calibrate to")
     for p in params:  # a path that is not a field, or a value it cannot take, fails now, not in a trial
         for end in (p.low, p.high):
             try:
                 spec.with_overrides([f"{p.path}={json.dumps(int(end) if p.integer else end)}"])
             except LsbmError as exc:
                 raise LsbmError(f"--param {p.path}: {str(exc).removeprefix(f'--set {p.path}: ')}") from None
-    real_table = real if isinstance(real, pd.DataFrame) else load_cascades(real)
-    if len(real_table) < 4:
-        raise LsbmError(f"{real_table.attrs.get('source', 'the real cascades')}: at least 4 cascades are needed")
-    fit, check = split_real(real_table, seed)
-    config = {
-        "scenario": spec.model_dump(mode="json"), "real": real_table.attrs.get("source", "a table"),
-        "real_cascades": len(real_table), "params": [vars(p) for p in params], "replications": replications,
+    halves: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+    config: dict[str, Any] = {
+        "scenario": spec.model_dump(mode="json"), "params": [vars(p) for p in params], "replications": replications,
         "seed": seed, "objective": list(objective),
     }  # fmt: skip
+    if real is not None:
+        real_table = real if isinstance(real, pd.DataFrame) else load_cascades(real)
+        if len(real_table) < 4:
+            raise LsbmError(f"{real_table.attrs.get('source', 'the real cascades')}: at least 4 cascades are needed")
+        halves["cascades"] = split_real(real_table, seed)
+        config.update({"real": real_table.attrs.get("source", "a table"), "real_cascades": len(real_table),
+                       "min_size": min_size})  # fmt: skip
+    if impressions is not None:
+        posts = impressions if isinstance(impressions, pd.DataFrame) else load_impressions(impressions)
+        if len(posts) < 4:
+            raise LsbmError(f"{posts.attrs.get('source', 'the real impressions')}: at least 4 posts are needed")
+        halves["posts"] = split_real(posts, seed)
+        config.update({"impressions": posts.attrs.get("source", "a table"), "real_posts": len(posts)})
+    fit = Target(halves["cascades"][0] if "cascades" in halves else None,
+                 halves["posts"][0] if "posts" in halves else None, tuple(objective), min_size)  # fmt: skip
+    check = {"cascades": halves["cascades"][1] if "cascades" in halves else None,
+             "posts": halves["posts"][1] if "posts" in halves else None}  # fmt: skip
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -197,13 +302,17 @@ def calibrate(
 
         def score(trial) -> float:
             values = {p.path: p.suggest(trial) for p in params}
-            sim = simulate(spec, values, replications, executor, workers, ray_address)
-            comparison = compare(sim, fit, metrics=tuple(objective), bootstrap=0, floor_splits=0)
-            for row in comparison.table.itertuples(index=False):
-                trial.set_user_attr(f"ks:{row.metric}", None if pd.isna(row.ks_overall) else float(row.ks_overall))
-                trial.set_user_attr(f"matched:{row.metric}", None if pd.isna(row.ks_matched) else float(row.ks_matched))
-            trial.set_user_attr("simulated_cascades", len(sim))
-            return comparison.score(tuple(objective))
+            runs = fit.simulate(spec, values, replications, executor, workers, ray_address)
+            found = fit.compare(runs)
+            cascades = found.get("cascades")
+            if cascades is not None:
+                for row in cascades.table.itertuples(index=False):
+                    trial.set_user_attr(f"ks:{row.metric}", None if pd.isna(row.ks_overall) else float(row.ks_overall))
+                    trial.set_user_attr(f"matched:{row.metric}", None if pd.isna(row.ks_matched) else float(row.ks_matched))
+                trial.set_user_attr("simulated_cascades", len(runs["cascades"]))
+            if "rates" in found:
+                trial.set_user_attr("rates_score", found["rates"].score())
+            return fit.score(found)
 
         with kept_workers(workers if executor == "local" else 1):
             while (done := _finished(study, TrialState)) < trials:
@@ -217,29 +326,69 @@ def calibrate(
                 if progress:
                     progress(done + 1, trials, value)
             best = study.best_trial
-            sim = simulate(spec, best.params, replications, executor, workers, ray_address)  # same seeds: same runs
-        fit_comparison = compare(sim, fit, seed=seed, bootstrap=bootstrap)
-        check_comparison = compare(sim, check, seed=seed, bootstrap=bootstrap)
-        report = check_comparison.report(out / "report")
-        scenario_path = write_calibrated(spec, best.params, out / "calibrated.yaml", real_table, fit_comparison,
-                                         check_comparison, objective)  # fmt: skip
+            runs = fit.simulate(spec, best.params, replications, executor, workers, ray_address)  # same seeds: same runs
+        fit_found = fit.compare(runs, bootstrap=bootstrap, floor_splits=20, seed=seed)
+        check_found = fit.compare(runs, check["cascades"], check["posts"], bootstrap=bootstrap, floor_splits=20, seed=seed)
+        report = out / "report"
+        if "cascades" in check_found:
+            report = check_found["cascades"].report(report)
+        if "rates" in check_found:
+            (out / "report").mkdir(parents=True, exist_ok=True)
+            _write_atomic(out / "report" / "rates.json", json.dumps(check_found["rates"].to_dict(), indent=2, default=str))
+            report = report if "cascades" in check_found else out / "report" / "rates.json"
+        fit_score, check_score = fit.score(fit_found), fit.score(check_found)
+        description = fit.describe(fit_found)
+        warnings = edge_warnings(params, best.params) + floor_warnings(fit_score, fit.floor(fit_found))
+        for line in warnings:
+            log.warning(line)
+        scenario_path = write_calibrated(spec, best.params, out / "calibrated.yaml", config, fit_score, check_score,
+                                         description)  # fmt: skip
         table = study.trials_dataframe(attrs=("number", "value", "params", "state", "user_attrs"))
         summary = {
-            "best": best.params, "best_trial": best.number,
-            "fit_score": fit_comparison.score(tuple(objective)), "check_score": check_comparison.score(tuple(objective)),
-            "objective": f"mean of matched-size KS on {', '.join(m for m in objective if m != 'cascade_size')}"
-                         + (" and KS on size" if "cascade_size" in objective else ""),
-            "fit": fit_comparison.to_dict(), "check": check_comparison.to_dict(),
-            "trials_finished": _finished(study, TrialState), "real": config["real"],
-            "real_cascades": {"fit": len(fit), "check": len(check)}, "seconds_this_session": time.perf_counter() - started,
+            "best": best.params, "best_trial": best.number, "fit_score": fit_score, "check_score": check_score,
+            "floor": fit.floor(fit_found), "objective": description, "warnings": warnings,
+            "fit": {k: v.to_dict() for k, v in fit_found.items()}, "check": {k: v.to_dict() for k, v in check_found.items()},
+            "trials_finished": _finished(study, TrialState), "real": config.get("real"),
+            "impressions": config.get("impressions"),
+            "real_cascades": {"fit": len(halves["cascades"][0]), "check": len(halves["cascades"][1])} if "cascades" in halves else None,
+            "real_posts": {"fit": len(halves["posts"][0]), "check": len(halves["posts"][1])} if "posts" in halves else None,
+            "seconds_this_session": time.perf_counter() - started,
             "trials": json.loads(table.to_json(orient="records")),
         }  # fmt: skip
         _write_atomic(out / "calibration.json", json.dumps(summary, indent=2, default=str))
-        return CalibrationResult(best.params, summary["fit_score"], summary["check_score"], table, scenario_path,
-                                 report, out)  # fmt: skip
+        return CalibrationResult(best.params, fit_score, check_score, table, scenario_path, report, out, warnings)
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
+
+
+def edge_warnings(params: Sequence[Param], best: dict[str, Any]) -> list[str]:
+    """One line for each best value within `EDGE` of its range's width from an end (on a log scale for a
+    :log range): the best may lie outside the range.
+
+    >>> edge_warnings([Param.parse("behavior.p=0.01..0.3")], {"behavior.p": 0.299})[0].split(";")[0]
+    'behavior.p: the best value 0.299 lies at the high end of its range 0.01..0.3'
+    """
+    lines = []
+    for p in params:
+        value = float(best[p.path])
+        scale = np.log if p.log else (lambda v: v)
+        low, high, at = scale(p.low), scale(p.high), scale(value)
+        where = (at - low) / (high - low)
+        if where <= EDGE or where >= 1 - EDGE:
+            end = "low" if where <= EDGE else "high"
+            lines.append(f"{p.path}: the best value {value:.4g} lies at the {end} end of its range {p.low:g}..{p.high:g}; "
+                         f"the best fit may lie beyond it: widen the range")  # fmt: skip
+    return lines
+
+
+def floor_warnings(score: float, floor: float | None) -> list[str]:
+    """One line when the best score is more than `FAR_ABOVE_FLOOR` times the real-vs-real floor."""
+    if floor is None or floor <= 0 or score <= FAR_ABOVE_FLOOR * floor:
+        return []
+    line = (f"the best score {score:.3f} is {score / floor:.1f} times what two halves of the real data reach "
+            f"against each other ({floor:.3f}): with these parameters the model does not match the data")  # fmt: skip
+    return [line]
 
 
 def _finished(study, TrialState) -> int:
@@ -260,16 +409,16 @@ def _retry_unfinished(study, TrialState) -> None:
             retried.add(t.number)
 
 
-def write_calibrated(spec: Scenario, values: dict[str, Any], path: Path, real: pd.DataFrame, fit, check,
-                     objective: Sequence[str]) -> Path:  # fmt: skip
+def write_calibrated(spec: Scenario, values: dict[str, Any], path: Path, config: dict[str, Any], fit_score: float,
+                     check_score: float, objective: str) -> Path:  # fmt: skip
     """The scenario with the calibrated values, its file paths made absolute (it lives in another folder),
     and a description that says what it was fit to and how well."""
     calibrated = spec.with_overrides([f"{k}={json.dumps(v)}" for k, v in values.items()])
     data = _absolute_paths(calibrated, calibrated.model_dump(mode="json"))
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
-    note = (f"Calibrated with lsbm-sim calibrate ({shown}) to {real.attrs.get('source', 'real cascades')}: "
-            f"score {fit.score(tuple(objective)):.3f} on the fit half, {check.score(tuple(objective)):.3f} on the "
-            f"held-out check half (mean KS, {', '.join(objective)}).")  # fmt: skip
+    targets = " and ".join(str(config[k]) for k in ("real", "impressions") if config.get(k))
+    note = (f"Calibrated with lsbm-sim calibrate ({shown}) to {targets}: score {fit_score:.3f} on the fit half, "
+            f"{check_score:.3f} on the held-out check half ({objective}).")  # fmt: skip
     data["description"] = ((data.get("description") or "").strip() + "\n" + note).strip()
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     Scenario.from_dict(yaml.safe_load(text), base_dir=path.parent)  # what is written must load

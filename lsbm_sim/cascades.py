@@ -9,7 +9,9 @@ what was cleaned.
 - `read_tree_file`: parent -> child trees with times in the twitter15/16 layout (Ma et al. 2017), with each
   quirk that data has handled and counted (see its docstring);
 - `read_event_sequences`: event sequences without parents (the #auspol retweet cascades of `evently`):
-  size and time only;
+  size and time only, and each cascade's `shares` and `audience` (the followers of its author and sharers)
+  where the file has follower counts;
+- `read_sizes`: sizes only, a CSV `cascade_id,size`;
 - `read_tree_csv`: a generic CSV `cascade_id,node,parent[,time]` (empty parent = root);
 - `read_run`: a run's results folder or a sweep folder, so a calibration can be checked against a known truth;
 - `load_cascades`: any of these, told apart by their layout.
@@ -17,6 +19,9 @@ what was cleaned.
 `compare` puts a simulated table beside a real one: two-sample KS distances per metric, overall and at matched
 size (within size bins, weighted by the real cascades in each, as Juul & Ugander 2021 advise, since depth and
 virality grow with size), bootstrap intervals, and the floor two halves of the real data reach against each other.
+Both sides are cut at the same smallest size (data that keeps only large trees is compared with the simulated
+trees of those sizes), time to half size is compared in minutes, and where both sides know their audience,
+shares per follower of author and sharers (`reach_per_follower`) are put side by side.
 
 >>> real = load_cascades("../shared/data/twitter16_cascades")  # doctest: +SKIP
 >>> compare(load_cascades("results/run"), real).table  # doctest: +SKIP
@@ -41,6 +46,12 @@ METRICS = ("cascade_size", "depth", "max_breadth", "structural_virality", "half_
 COLUMNS = ("cascade_id", *METRICS)
 TREE_FILE_COLUMNS = ["cascade_id", "parent_uid", "parent_tweet_id", "parent_delay_min",
                      "child_uid", "child_tweet_id", "child_delay_min"]  # fmt: skip
+TIME_COLUMNS = ("time_s", "time", "timestamp")
+FOLLOWER_COLUMNS = ("magnitude_followers", "followers", "follower_count")
+MINUTES_PER = {"minutes": 1.0, "seconds": 1 / 60, "hours": 60.0}
+"""Time units a cascade table may carry, in minutes; time to half size is compared in minutes."""
+STEP_MINUTES_UNSTATED = 60.0
+"""Minutes a step stands for when a run's scenario does not say (it has no `time` section)."""
 LABELS = {"cascade_size": "size", "depth": "depth", "max_breadth": "max breadth",
           "structural_virality": "structural virality", "half_time": "time to half size"}  # fmt: skip
 
@@ -71,6 +82,8 @@ def load_cascades(path: Path | str) -> pd.DataFrame:
         return read_tree_file(path)
     if {"node", "parent"} <= set(header):
         return read_tree_csv(path)
+    if "cascade_id" in header and set(header) & {"size", "cascade_size"} and not set(header) & set(TIME_COLUMNS):
+        return read_sizes(path)
     if "cascade_id" in header:
         return read_event_sequences(path)
     raise DataError(f"{path}:1: not a cascade file (header {header}); see lsbm_sim.cascades for the layouts")
@@ -238,12 +251,15 @@ def _subset(parent: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 def read_event_sequences(path: Path | str, time_column: str | None = None) -> pd.DataFrame:
     """Cascades given as event sequences without parent links (e.g. auspol: cascade_id, event_index, time_s,
-    ...): size and time to half size; depth, breadth and virality are unknown (NaN). Times are relative to
-    the cascade's first event (event_index 0 where there is that column)."""
+    magnitude_followers, user): size and time to half size; depth, breadth and virality are unknown (NaN).
+    Times are relative to the cascade's first event (event_index 0 where there is that column). Where each
+    event has its account's follower count (`magnitude_followers`, `followers` or `follower_count`), each
+    cascade gets `shares` (events after the first) and `audience` (the followers of all its accounts), for
+    `reach_per_follower`."""
     path = Path(path)
     frame = _read_text_table(path, ",")
     frame.columns = [c.strip() for c in frame.columns]
-    candidates = [time_column] if time_column else [c for c in ("time_s", "time", "timestamp") if c in frame.columns]
+    candidates = [time_column] if time_column else [c for c in TIME_COLUMNS if c in frame.columns]
     if "cascade_id" not in frame.columns or not candidates or candidates[0] not in frame.columns:
         raise DataError(f"{path}:1: event sequences need a cascade_id column and a time column (time_s or time)")
     column = candidates[0]
@@ -262,8 +278,34 @@ def read_event_sequences(path: Path | str, time_column: str | None = None) -> pd
         {"cascade_id": ids.astype(str), "cascade_size": np.bincount(group), "depth": np.nan, "max_breadth": np.nan,
          "structural_virality": np.nan, "half_time": half_times(group, time, origin)}  # fmt: skip
     )
+    followers = next((c for c in FOLLOWER_COLUMNS if c in frame.columns), None)
+    notes: dict[str, Any] = {"events": len(frame), "no_parent_links": True}
+    if followers is not None:
+        table["shares"] = table["cascade_size"] - 1
+        table["audience"] = np.bincount(group, weights=_numbers(frame, followers, path), minlength=len(ids))
+        notes["audience"] = f"sum of {followers} over each cascade's events"
     unit = "seconds" if column == "time_s" else "time units of the file"
-    return _finish(table, path, unit, {"events": len(frame), "no_parent_links": True})
+    return _finish(table, path, unit, notes)
+
+
+def read_sizes(path: Path | str) -> pd.DataFrame:
+    """Cascade sizes only: a CSV `cascade_id,size` (or `cascade_size`), one row per cascade; every other
+    metric is unknown (NaN). A size that is not a whole number from 1 up is an error naming the line."""
+    path = Path(path)
+    frame = _read_text_table(path, ",")
+    frame.columns = [c.strip() for c in frame.columns]
+    column = "size" if "size" in frame.columns else "cascade_size"
+    if "cascade_id" not in frame.columns or column not in frame.columns:
+        raise DataError(f"{path}:1: a sizes CSV needs the columns cascade_id and size")
+    size = _numbers(frame, column, path)
+    bad = np.flatnonzero((size < 1) | (size != np.round(size)))
+    if len(bad):
+        row = int(bad[0])
+        raise DataError(f"{path}:{row + 2}: {column} {frame[column].iloc[row]!r} is not a whole number from 1 up")
+    table = pd.DataFrame({"cascade_id": frame["cascade_id"].str.strip(), "cascade_size": size.astype(np.int64)})
+    for metric in METRICS[1:]:
+        table[metric] = np.nan
+    return _finish(table, path, "none", {"sizes_only": True})
 
 
 def read_tree_csv(path: Path | str) -> pd.DataFrame:
@@ -310,17 +352,24 @@ def read_tree_csv(path: Path | str) -> pd.DataFrame:
 def read_run(path: Path | str) -> pd.DataFrame:
     """The cascades of a results folder (its cascades.parquet: one row per tree; an older folder's
     items.parquet: one row per post) or of a sweep folder (sweep.parquet, pooled over its runs).
-    Times are in steps."""
+
+    Time to half size is in minutes: as the run's tables give it when its scenario has a `time` section,
+    else steps x `STEP_MINUTES_UNSTATED` (said in `attrs["notes"]`). Where the run's posts know their
+    `audience`, each row gets `shares` and `audience` (a tree of a post with several authors: NaN, since a
+    post's figures are not split between its trees)."""
     path = Path(path)
     if (path / "sweep.parquet").is_file() and not (path / "manifest.json").is_file():
         table = pd.read_parquet(path / "sweep.parquet")
         per = "tree" if "author" in table.columns else "post"
+        scenario, items = None, (table if per == "post" else None)
     else:
         from lsbm_sim.results import load_results
 
         result = load_results(path)
         per = "tree" if result.cascades is not None else "post"
-        table = result.cascades if result.cascades is not None else result.items[result.items["entered"] >= 0]
+        items = result.items[result.items["entered"] >= 0]
+        table = result.cascades if result.cascades is not None else items
+        scenario = result.manifest.get("scenario")
     missing = [c for c in METRICS if c not in table.columns and c != "half_time"]
     if missing:
         raise DataError(f"{path}: no cascade columns {missing} (written by an older version?)")
@@ -329,7 +378,33 @@ def read_run(path: Path | str) -> pd.DataFrame:
         table["half_time"] = np.nan
     keys = [c for c in ("run", "item_id", "author") if c in table.columns]
     table.insert(0, "cascade_id", table[keys].astype(str).agg(":".join, axis=1) if keys else np.arange(len(table)).astype(str))
-    return _finish(table[list(COLUMNS)], path, "steps", {"rows_per": per})
+    reach = _reach_columns(table, items, per)
+    table, notes = in_minutes(table[list(COLUMNS)], scenario)
+    if reach is not None:
+        table["shares"], table["audience"] = reach
+    return _finish(table, path, "minutes", {"rows_per": per, **notes})
+
+
+def in_minutes(table: pd.DataFrame, scenario: dict[str, Any] | None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A run's cascade table with `half_time` in minutes, and a note saying how: a scenario with a `time`
+    section has its tables in minutes already; without one a step counts as `STEP_MINUTES_UNSTATED` minutes."""
+    if scenario is not None and scenario.get("time"):
+        return table, {"half_time": "minutes, as the run's tables give them (its scenario's time section)"}
+    table = table.copy()
+    table["half_time"] = table["half_time"] * STEP_MINUTES_UNSTATED
+    return table, {"half_time": f"steps x {STEP_MINUTES_UNSTATED:g} minutes (the scenario has no time section)"}
+
+
+def _reach_columns(table: pd.DataFrame, items: pd.DataFrame | None, per: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Shares and audience for each row of a run's table, from its posts; None when the run has no audience."""
+    if items is None or "audience" not in items.columns or "share" not in items.columns:
+        return None
+    if per == "post":
+        return items["share"].to_numpy(dtype=float), items["audience"].to_numpy(dtype=float)
+    single = items[items["authors"] == 1] if "authors" in items.columns else items
+    single = single.set_index(single["item_id"].astype(str))
+    post = table["item_id"].astype(str)
+    return post.map(single["share"]).to_numpy(dtype=float), post.map(single["audience"]).to_numpy(dtype=float)
 
 
 # ---------------------------------------------------------------------------------------------- comparing
@@ -377,20 +452,36 @@ class Comparison:
     sim: pd.DataFrame
     real: pd.DataFrame
     settings: dict[str, Any] = field(default_factory=dict)
+    reach: pd.DataFrame | None = None
+    """Shares per follower of author and sharers, simulated beside real (`compare_reach`); None when one
+    side does not know its audience."""
+
+    def scored(self, metrics=("depth", "structural_virality", "cascade_size")) -> list[str]:
+        """The metrics of `metrics` that `score` can use: those both sides have (depth of event sequences,
+        say, is unknown)."""
+        rows = self.table.set_index("metric")
+        return [m for m in metrics if m in rows.index and not pd.isna(rows.loc[m, _score_column(m)])]
 
     def score(self, metrics=("depth", "structural_virality", "cascade_size")) -> float:
         """One number to minimise: the mean of matched-size KS for each metric (overall KS for size), over
-        the metrics both sides have."""
-        rows = self.table.set_index("metric")
-        values = [rows.loc[m, "ks_overall" if m == "cascade_size" else "ks_matched"] for m in metrics if m in rows.index]
-        values = [v for v in values if not pd.isna(v)]  # a metric the real data lacks (depth of sequences) is left out
-        if not values:
+        the metrics both sides have (`scored`)."""
+        scored = self.scored(metrics)
+        if not scored:
             raise LsbmError(f"none of {', '.join(metrics)} can be compared with these cascades")
-        return float(np.mean(values))
+        rows = self.table.set_index("metric")
+        return float(np.mean([rows.loc[m, _score_column(m)] for m in scored]))
+
+    def floor(self, metrics=("depth", "structural_virality", "cascade_size")) -> float | None:
+        """The score two halves of the real cascades reach against each other (None without floor splits)."""
+        rows = self.table.set_index("metric")
+        values = [rows.loc[m, "floor_overall" if m == "cascade_size" else "floor_matched"] for m in self.scored(metrics)]
+        values = [v for v in values if not pd.isna(v)]
+        return float(np.mean(values)) if values else None
 
     def to_dict(self) -> dict[str, Any]:
         records = json.loads(self.table.to_json(orient="records"))
-        return {"metrics": records, "settings": self.settings}
+        reach = json.loads(self.reach.to_json(orient="records")) if self.reach is not None else None
+        return {"metrics": records, "reach": reach, "settings": self.settings}
 
     def report(self, out: Path | str) -> Path:
         """Write comparison.json, ccdf.png, matched.png and report.html into `out`; returns the HTML path."""
@@ -404,6 +495,8 @@ class Comparison:
             if shown[column].dtype.kind == "f":
                 shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
         settings = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in self.settings.items())
+        reach = ("<h2>Shares per follower of author and sharers</h2>" + self.reach.to_html(index=False, float_format="{:.3g}".format)
+                 if self.reach is not None else "")  # fmt: skip
         page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Simulated vs real cascades</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head><body>
@@ -414,21 +507,33 @@ between two random halves of the real data (median over splits), the least a sim
 are bootstrap 95% percentile intervals (a resampled KS distance is biased upward, so for near-identical samples
 the interval lies above the estimate).</p>
 {shown.to_html(index=False, escape=True)}
-<h2>Distributions (CCDF)</h2><img src="ccdf.png" width="100%">
+{reach}<h2>Distributions (CCDF)</h2><img src="ccdf.png" width="100%">
 <h2>At matched size</h2><img src="matched.png" width="100%">
 <h2>Settings</h2><ul>{settings}</ul></body></html>"""
         (out / "report.html").write_text(page)
         return out / "report.html"
 
 
+def _score_column(metric: str) -> str:
+    """Size is scored overall (matching on size would leave nothing to compare), the others at matched size."""
+    return "ks_overall" if metric == "cascade_size" else "ks_matched"
+
+
 def compare(sim: pd.DataFrame | Path | str, real: pd.DataFrame | Path | str, metrics=METRICS,
-            bootstrap: int = 200, floor_splits: int = 20, min_per_bin: int = 5, seed: int = 0) -> Comparison:  # fmt: skip
+            bootstrap: int = 200, floor_splits: int = 20, min_per_bin: int = 5, seed: int = 0,
+            min_size: int | None = None, min_shares: int = 50) -> Comparison:  # fmt: skip
     """KS distances between simulated and real cascades for each metric, overall and at matched size, with
     bootstrap intervals (`bootstrap` resamples; 0 for none) and the real-vs-real floor (`floor_splits`
     random halvings; 0 for none). The intervals are bootstrap percentiles, and a resampled KS distance is
-biased upward, so for near-identical samples the interval lies above the estimate (it reads "within
-sampling noise of this"); the floor says the same more directly. Tables, or paths `load_cascades` reads. `half_time` is compared after
-    dividing each side by its median, since a simulated step has no fixed length in minutes.
+    biased upward, so for near-identical samples the interval lies above the estimate (it reads "within
+    sampling noise of this"); the floor says the same more directly. Tables, or paths `load_cascades` reads.
+
+    Both sides keep only cascades of at least `min_size` nodes; by default the real data's smallest size
+    (real data has many cascades of size 1, so a set without them was cut: twitter16 keeps only large
+    trees), stated in `settings["size cut"]`; `min_size=1` compares everything. `half_time` is
+    compared in minutes where both sides' units convert (`MINUTES_PER`), else after dividing each side by
+    its median; it is left out, with a note, where a side has no spread in time. Where both sides have
+    `shares` and `audience`, `reach` holds `compare_reach` (cascades with `min_shares` shares for the median).
 
     >>> rng = np.random.default_rng(0)
     >>> a = pd.DataFrame({"cascade_size": rng.integers(1, 50, 300), "depth": rng.integers(0, 5, 300)})
@@ -444,6 +549,9 @@ sampling noise of this"); the floor says the same more directly. Tables, or path
             raise LsbmError(f"the {name} cascades are empty")
         if "cascade_size" not in table.columns:
             raise LsbmError(f"the {name} cascades have no cascade_size column")
+    sim, real, cut = _cut(sim, real, min_size)
+    nothing = len(sim) == 0
+    time_scale, time_note, sim, real = _time_scale(sim, real, metrics)
     sim_bins, real_bins = size_bins(sim["cascade_size"].to_numpy()), size_bins(real["cascade_size"].to_numpy())
     rows = []
     for k, metric in enumerate(metrics):
@@ -453,16 +561,23 @@ sampling noise of this"); the floor says the same more directly. Tables, or path
         r = real[metric].to_numpy(dtype=float) if metric in real.columns else np.full(len(real), np.nan)
         s_ok, r_ok = ~np.isnan(s), ~np.isnan(r)
         row["n_sim"], row["n_real"] = int(s_ok.sum()), int(r_ok.sum())
-        if row["n_sim"] < 2 or row["n_real"] < 2:
+        matched = metric != "cascade_size"
+        if nothing and metric != "half_time" and row["n_real"] >= 2:
+            # No simulated cascade of the real sizes: as far apart as KS can say, whatever the shape.
+            row.update({"ks_overall": 1.0, **({"ks_matched": 1.0, "matched_share": 0.0} if matched else {})})
+            row.update(_floors(real_values=r[r_ok], real_bins=real_bins[r_ok], matched=matched, splits=floor_splits,
+                               min_per_bin=min_per_bin, rng=rng))  # fmt: skip
+            rows.append(row)
+            continue
+        if row["n_sim"] < 2 or row["n_real"] < 2 or (metric == "half_time" and time_scale is None):
             rows.append(row)  # not in one of the sources (e.g. depth of event sequences): left blank
             continue
         sb, rb = sim_bins[s_ok], real_bins[r_ok]
         s, r = s[s_ok], r[r_ok]
-        if metric == "half_time":
+        if metric == "half_time" and time_scale == "median":
             s, r = _normalised_time(s), _normalised_time(r)
         result = stats.ks_2samp(s, r)
         row["ks_overall"], row["p_value"] = float(result.statistic), float(result.pvalue)
-        matched = metric != "cascade_size"
         if matched:
             row["ks_matched"], row["matched_share"] = matched_ks(s, sb, r, rb, min_per_bin)
         if bootstrap:
@@ -475,29 +590,126 @@ sampling noise of this"); the floor says the same more directly. Tables, or path
             row["ks_overall_low"], row["ks_overall_high"] = np.percentile(overall, [2.5, 97.5]).tolist()
             if matched:
                 row["ks_matched_low"], row["ks_matched_high"] = np.percentile(at_size, [2.5, 97.5]).tolist()
-        if floor_splits:
-            floor, floor_matched = [], []
-            for _ in range(floor_splits):
-                perm = rng.permutation(len(r))
-                a, b = perm[: len(perm) // 2], perm[len(perm) // 2:]
-                floor.append(ks(r[a], r[b]))
-                if matched:
-                    floor_matched.append(matched_ks(r[a], rb[a], r[b], rb[b], min_per_bin)[0])
-            row["floor_overall"] = float(np.median(floor))
-            if matched:
-                row["floor_matched"] = float(np.median(floor_matched))
+        row.update(_floors(r, rb, matched, floor_splits, min_per_bin, rng))
         rows.append(row)
     columns = ["metric", "ks_overall", "ks_overall_low", "ks_overall_high", "floor_overall", "ks_matched",
                "ks_matched_low", "ks_matched_high", "floor_matched", "matched_share", "p_value", "n_sim", "n_real"]  # fmt: skip
     table = pd.DataFrame(rows).reindex(columns=columns)
+    reach = compare_reach(sim, real, min_shares) if all(_has_audience(t) for t in (sim, real)) else None
     settings = {
         "simulated": sim.attrs.get("source", "a table"), "real": real.attrs.get("source", "a table"),
-        "time units": f"simulated {sim.attrs.get('time_unit', '?')}, real {real.attrs.get('time_unit', '?')}; "
-                      "half_time compared after dividing each side by its median",
+        "size cut": cut, "half_time": time_note, "half_time scale": time_scale or "not compared",
         "size bins": "log2: 1 | 2-3 | 4-7 | ...", "min cascades per bin": min_per_bin, "bootstrap resamples": bootstrap,
         "floor splits": floor_splits, "seed": seed, "real notes": real.attrs.get("notes", {}),
+        "simulated notes": sim.attrs.get("notes", {}),
     }  # fmt: skip
-    return Comparison(table=table, sim=sim, real=real, settings=settings)
+    if nothing:
+        settings["no simulated cascade at the cut"] = "every distance is 1 (the simulation makes no cascade of the real sizes)"
+    if reach is not None:
+        settings["reach"] = f"shares per follower of author and sharers; median over cascades with >= {min_shares} shares"
+    return Comparison(table=table, sim=sim, real=real, settings=settings, reach=reach)
+
+
+def _floors(real_values: np.ndarray, real_bins: np.ndarray, matched: bool, splits: int, min_per_bin: int,
+            rng: np.random.Generator) -> dict[str, float]:  # fmt: skip
+    """The median KS distance between two random halves of the real values (`splits` halvings; none for 0),
+    overall and, for a `matched` metric, at matched size."""
+    if not splits:
+        return {}
+    r, rb = real_values, real_bins
+    floor, floor_matched = [], []
+    for _ in range(splits):
+        perm = rng.permutation(len(r))
+        a, b = perm[: len(perm) // 2], perm[len(perm) // 2:]
+        floor.append(ks(r[a], r[b]))
+        if matched:
+            floor_matched.append(matched_ks(r[a], rb[a], r[b], rb[b], min_per_bin)[0])
+    found = {"floor_overall": float(np.median(floor))}
+    if matched:
+        found["floor_matched"] = float(np.median(floor_matched))
+    return found
+
+
+def _cut(sim: pd.DataFrame, real: pd.DataFrame, min_size: int | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Both sides from the same smallest size, and a sentence saying which and why."""
+    smallest = int(real["cascade_size"].min())
+    if min_size is None:
+        if smallest <= 1:
+            return sim, real, "none (the real data has cascades of a single node: it was not cut)"
+        min_size = smallest
+        why = f"{min_size} nodes and more, read from the real data (its smallest cascade; pass min_size=1 to compare all)"
+    elif min_size < 1:
+        raise LsbmError(f"--min-size {min_size}: a cascade has at least 1 node")
+    else:
+        why = f"{min_size} nodes and more (as asked)"
+    kept = []
+    for name, table in (("simulated", sim), ("real", real)):
+        part = table[table["cascade_size"].to_numpy() >= min_size]
+        if len(part) == 0 and name == "real":
+            raise LsbmError(f"--min-size {min_size}: no real cascade has {min_size} nodes or more "
+                            f"(largest: {int(table['cascade_size'].max())})")  # fmt: skip
+        part.attrs = dict(table.attrs)
+        kept.append(part.reset_index(drop=True))
+    return kept[0], kept[1], f"{why}: {len(kept[0])} of {len(sim)} simulated, {len(kept[1])} of {len(real)} real"
+
+
+def _time_scale(sim: pd.DataFrame, real: pd.DataFrame, metrics) -> tuple[str | None, str, pd.DataFrame, pd.DataFrame]:
+    """How half_time is compared: "minutes" (both sides converted), "median" (each divided by its median,
+    when a unit is unknown) or None (a side has no spread in time), with a note that says so."""
+    if "half_time" not in metrics:
+        return None, "not asked", sim, real
+    tables = {"simulated": sim, "real": real}
+    for name, table in tables.items():
+        values = table["half_time"].dropna().to_numpy(dtype=float) if "half_time" in table.columns else np.zeros(0)
+        if len(np.unique(values)) < 2:
+            shown = "no times" if not len(values) else f"every value {values[0]:g}"
+            return None, f"not compared: the {name} cascades have no spread in time ({shown})", sim, real
+    factors = {name: MINUTES_PER.get(str(t.attrs.get("time_unit"))) for name, t in tables.items()}
+    if None in factors.values():
+        units = ", ".join(f"{name} {t.attrs.get('time_unit', '?')}" for name, t in tables.items())
+        return "median", f"divided by each side's median (units: {units}; not both convertible to minutes)", sim, real
+    converted = []
+    for name, table in tables.items():
+        table = table.copy()
+        table["half_time"] = table["half_time"] * factors[name]
+        table.attrs = {**table.attrs, "time_unit": "minutes"}
+        converted.append(table)
+    units = ", ".join(f"{name} {t.attrs.get('time_unit')}" for name, t in tables.items())
+    return "minutes", f"in minutes (from {units})", converted[0], converted[1]
+
+
+def _has_audience(table: pd.DataFrame) -> bool:
+    return {"shares", "audience"} <= set(table.columns) and table["audience"].notna().any()
+
+
+def reach_per_follower(table: pd.DataFrame, min_shares: int = 50) -> dict[str, float]:
+    """Shares per follower of a cascade's author and sharers (`shares` / `audience`): pooled over all
+    cascades (sum of shares / sum of audience), the median over cascades with at least `min_shares` shares
+    (NaN when there are none), and the share of cascades never shared. Rows without an audience are left out.
+
+    >>> t = pd.DataFrame({"shares": [0, 0, 60, 100], "audience": [500, 100, 200_000, 100_000]})
+    >>> round(reach_per_follower(t, min_shares=50)["pooled"], 6)  # 160 shares / 300,600 followers
+    0.000532
+    """
+    table = table[table["audience"].notna() & (table["audience"] > 0)]
+    shares, audience = table["shares"].to_numpy(dtype=float), table["audience"].to_numpy(dtype=float)
+    large = shares >= min_shares
+    return {
+        "pooled": float(shares.sum() / audience.sum()) if len(table) else np.nan,
+        "median_large": float(np.median(shares[large] / audience[large])) if large.any() else np.nan,
+        "never_shared": float((shares == 0).mean()) if len(table) else np.nan,
+        "cascades": float(len(table)), "large_cascades": float(large.sum()),
+    }
+
+
+def compare_reach(sim: pd.DataFrame, real: pd.DataFrame, min_shares: int = 50) -> pd.DataFrame:
+    """`reach_per_follower` of both sides, one row per figure, with log(sim / real) for the rates."""
+    s, r = reach_per_follower(sim, min_shares), reach_per_follower(real, min_shares)
+    rows = []
+    for figure in ("pooled", "median_large", "never_shared", "cascades", "large_cascades"):
+        ratio = np.log(s[figure] / r[figure]) if figure in ("pooled", "median_large") and s[figure] > 0 and r[figure] > 0 else np.nan
+        rows.append({"figure": figure, "sim": s[figure], "real": r[figure], "log_ratio": float(ratio)})
+    return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------------------------------------ plots
@@ -520,13 +732,14 @@ def plot_ccdf(comparison: Comparison, path: Path) -> Path:
     for axis, metric in zip(axes[0], metrics):
         for name, table, style in (("simulated", comparison.sim, "-"), ("real", comparison.real, "--")):
             values = table[metric].dropna().to_numpy(dtype=float)
-            if metric == "half_time":
+            if metric == "half_time" and comparison.settings.get("half_time scale") == "median":
                 values = _normalised_time(values)
             x, y = _ccdf(values[values > 0])
             axis.step(x, y, style, where="post", label=name)
         axis.set_xscale("log")
         axis.set_yscale("log")
-        axis.set_title(LABELS.get(metric, metric) + (" / median" if metric == "half_time" else ""))
+        unit = " / median" if comparison.settings.get("half_time scale") == "median" else " (minutes)"
+        axis.set_title(LABELS.get(metric, metric) + (unit if metric == "half_time" else ""))
         axis.set_ylabel("P(X >= x)")
     axes[0][0].legend()
     fig.tight_layout()
@@ -548,6 +761,8 @@ def plot_matched(comparison: Comparison, path: Path) -> Path:
     for axis, metric in zip(axes[0], metrics):
         for name, table in (("simulated", comparison.sim), ("real", comparison.real)):
             frame = pd.DataFrame({"bin": size_bins(table["cascade_size"].to_numpy()), "v": table[metric]}).dropna()
+            if frame.empty:  # no cascade of the compared sizes on this side
+                continue
             q = frame.groupby("bin")["v"].quantile([0.25, 0.5, 0.75]).unstack()
             x = 2.0 ** q.index.to_numpy()
             axis.plot(x, q[0.5], marker="o", label=name)

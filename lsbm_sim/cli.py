@@ -1,9 +1,10 @@
 """The `lsbm-sim` command.
 
-    lsbm-sim run SCENARIO --out DIR [--seed N] [--steps N] [--set PATH=VALUE ...]
+    lsbm-sim scenarios                          (the shipped scenarios, by name)
+    lsbm-sim run SCENARIO --out DIR [--seed N] [--steps N] [--set PATH=VALUE ...]   (a file or a shipped name)
     lsbm-sim validate SCENARIO [--set PATH=VALUE ...]
-    lsbm-sim compare RUN_OR_SWEEP --real PATH [--json] [--out DIR]
-    lsbm-sim calibrate SCENARIO --real PATH --param PATH=LOW..HIGH ... [--trials N] [--workers K] [--out DIR]
+    lsbm-sim compare RUN_OR_SWEEP [--real PATH] [--impressions PATH] [--min-size N] [--json] [--out DIR]
+    lsbm-sim calibrate SCENARIO [--real PATH] [--impressions PATH] --param PATH=LOW..HIGH ... [--trials N] [--out DIR]
     lsbm-sim explain "TEXT" [--persona ...] [--scenario ...] [--json] [--edit OLD=>NEW]
     lsbm-sim optimize SCENARIO --post ID --variants FILE [--replications 20] [--out DIR]
     lsbm-sim serve / distill / bft ...
@@ -37,7 +38,7 @@ app = typer.Typer(
 )
 console = Console(stderr=True, soft_wrap=True)
 
-ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.")]
+ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file, or a shipped scenario's name (lsbm-sim scenarios).")]
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a scenario field by dotted path, e.g. --set feed.size=5 (repeatable)."),
@@ -72,8 +73,10 @@ def run(
     from lsbm_sim.runner import run as run_scenario
     from lsbm_sim.results import MANIFEST, check_output_folder
 
+    from lsbm_sim.catalog import find_scenario
+
     check_seed(seed)
-    spec = load_scenario(scenario, _overrides(set_, steps=steps))
+    spec = load_scenario(find_scenario(scenario), _overrides(set_, steps=steps))
     out = out if out is not None else Path("results") / spec.name
     check_output_folder(out)
     if (out / MANIFEST).is_file() and not overwrite:
@@ -105,6 +108,7 @@ def run(
             bar["progress"].stop()
     if not quiet:
         print_summary(result)
+        print_story(result, scenario, out)
     console.print(f"results: {out}")
 
 
@@ -152,17 +156,93 @@ def print_summary(result) -> None:
     out.print(line, soft_wrap=True)
 
 
+FEW_POSTS = 6
+"""Up to this many posts, the story compares them one by one (the scenario pits them against each other); beyond,
+it describes how reach is spread over them."""
+
+
+def run_story(result) -> list[str]:
+    """What this run says about the scenario's question, in a few plain sentences of its own figures."""
+    agents = result.manifest["agents"]
+    items = result.items[result.items["entered"] >= 0]
+    shares = "share" in items.columns
+    if items.empty:
+        return ["No post entered in this run: nothing spread."]
+    items = items.sort_values(["reach", "item_id"], ascending=[False, True], kind="stable")
+    if len(items) <= FEW_POSTS:
+        lines = []
+        for row in items.itertuples(index=False):
+            line = f"{row.item_id} reached {row.reach:,} of {agents:,} people ({row.reach / agents:.1%})"
+            if shares:
+                line += f", shared {row.share:,} times"
+            accounts = "account" if row.cascade_size == 1 else "accounts"
+            lines.append(line + f"; its cascade: {row.cascade_size:,} {accounts}, {row.depth} deep.")
+        if len(items) >= 2 and items["reach"].iloc[1] > 0:
+            first, second = items.iloc[0], items.iloc[1]
+            lines.append(f"{first.item_id} reached {first.reach / second.reach:.1f}x as many people as {second.item_id}.")
+        return lines
+    reach = items["reach"].to_numpy()
+    top = max(1, len(items) // 100)
+    widest = items.iloc[0]
+    lines = [f"{len(items):,} posts; the {top:,} widest (1%) took {reach[:top].sum() / max(reach.sum(), 1):.0%} of all reach."]
+    if shares:
+        lines.append(f"{(items['share'] == 0).mean():.0%} were never shared.")
+    lines.append(f"The widest, {widest.item_id}, reached {widest.reach:,} people ({widest.reach / agents:.1%}); "
+                 f"the deepest cascade went {int(items['depth'].max())} shares deep.")  # fmt: skip
+    return lines
+
+
+def print_story(result, scenario: Path, out: Path) -> None:
+    """The scenario's question, what this run says about it, and the commands that take it further."""
+    from lsbm_sim.catalog import question
+    from lsbm_sim.scenario import Scenario
+
+    spec = Scenario.model_validate(result.manifest["scenario"])
+    console_out = Console(width=None if sys.stdout.isatty() else 160)
+    asked = question(spec)
+    if asked:
+        console_out.print(f"\n[bold]The question:[/] {escape(asked)}", soft_wrap=True)
+    console_out.print("[bold]This run says:[/] " + escape(" ".join(run_story(result))), soft_wrap=True)
+    console_out.print(f"One run, one seed (seed {result.manifest['seed']}): a difference counts once it outlasts "
+                      "the run-to-run spread.", soft_wrap=True)  # fmt: skip
+    console_out.print("[bold]Next:[/]")
+    next_steps = [
+        (f"lsbm-sim sweep {scenario} --grid feed.policy=chronological,popularity --replications 5",
+         "does it hold across seeds and feeds?"),
+        (f"lsbm-sim compare {out} --real PATH", "do its cascades look like real ones (PATH: real cascade trees)?"),
+        (f"lsbm-sim app {scenario}", "watch it step by step"),
+    ]  # fmt: skip
+    width = max(len(command) for command, _ in next_steps)
+    for command, why in next_steps:
+        console_out.print(f"  {escape(command.ljust(width))}   # {why}", soft_wrap=True, highlight=False)
+
+
 @app.command()
 def validate(scenario: ScenarioArg, set_: SetOption = None) -> None:
     """Check a scenario: its fields, the files it names, the network and every post's authors."""
+    from lsbm_sim.catalog import find_scenario
     from lsbm_sim.runner import check_scenario
 
-    summary = check_scenario(scenario, _overrides(set_))
+    summary = check_scenario(find_scenario(scenario), _overrides(set_))
     console.print(
         f"{scenario}: valid ({summary['agents']:,} agents, {summary['follow_edges']:,} follow edges, "
         f"{summary['personas']:,} personas, {summary['posts']} posts, {summary['steps']} steps, "
         f"backend {summary['backend']})"
     )
+
+
+@app.command("scenarios")
+def scenarios_command() -> None:
+    """List the shipped scenarios: the name to run each by, and what it is about."""
+    from lsbm_sim.catalog import one_line, shipped_scenarios
+    from lsbm_sim.scenario import Scenario
+
+    table = Table(title="Shipped scenarios (lsbm-sim run NAME --out DIR runs one; lsbm-sim app NAME opens it)")
+    table.add_column("name", no_wrap=True)
+    table.add_column("about")
+    for name, path in shipped_scenarios().items():
+        table.add_row(name, one_line(Scenario.from_yaml(path)))
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 def _parse_grid(items: list[str] | None) -> dict[str, list]:
@@ -205,8 +285,10 @@ def sweep(
     from lsbm_sim.sweep import SweepFailed, check_metric, summarize
     from lsbm_sim.sweep import sweep as run_sweep
 
+    from lsbm_sim.catalog import find_scenario
+
     check_seed(seed)
-    spec = load_scenario(scenario, _overrides(set_))
+    spec = load_scenario(find_scenario(scenario), _overrides(set_))
     parsed = _parse_grid(grid)
     check_metric(spec, parsed, metric)
     out = out if out is not None else Path("results") / f"{spec.name}-sweep"
@@ -259,44 +341,110 @@ def _params_text(params: dict) -> str:
 @app.command()
 def compare(
     run_or_sweep: Annotated[Path, typer.Argument(help="A results folder, a sweep folder or any cascade file.")],
-    real: Annotated[Path, typer.Option(help="Real cascades: twitter-layout trees, a tree CSV, event sequences, a run.")],
+    real: Annotated[Path | None, typer.Option(help="Real cascades: twitter-layout trees, a tree CSV, event sequences, sizes, a run.")] = None,
+    impressions: Annotated[Path | None, typer.Option(help="Real per-post impressions: a Twitter Analytics or Facebook Insights export, or post_id,impressions,likes,shares,comments.")] = None,
+    min_size: Annotated[int | None, typer.Option(help="Compare cascades of this many nodes and more on both sides (default: the real data's smallest).")] = None,
+    min_shares: Annotated[int, typer.Option(help="Shares a cascade needs for the median shares per follower.")] = 50,
     json_: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON (for scripts).")] = False,
     out: Annotated[Path | None, typer.Option(help="Report folder (default: <RUN_OR_SWEEP>-compare beside it).")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and of the real-data halvings.")] = 0,
 ) -> None:
-    """KS distances between simulated and real cascades, overall and at matched size, with the real floor."""
+    """Simulated against real: cascades (KS distances, overall and at matched size, with the real floor) and
+    rates per impression (pooled rates, per-post distributions, posts with none)."""
     import json
 
     from lsbm_sim.cascades import compare as compare_cascades
+    from lsbm_sim.impressions import compare_rates, load_impressions
 
-    result = compare_cascades(run_or_sweep, real, bootstrap=bootstrap, seed=seed)
+    if real is None and impressions is None:
+        raise LsbmError("give --real (cascades), --impressions (per-post impressions) or both")
+    result = compare_cascades(run_or_sweep, real, bootstrap=bootstrap, seed=seed, min_size=min_size,
+                              min_shares=min_shares) if real is not None else None  # fmt: skip
+    rates = compare_rates(_run_items(run_or_sweep), load_impressions(impressions), seed=seed) if impressions else None
+    folder = out if out is not None else run_or_sweep.with_name(f"{run_or_sweep.name}-compare")
+    if rates is not None and (out is not None or not json_):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "rates.json").write_text(json.dumps(rates.to_dict(), indent=2, default=str))
     if json_:
-        if out is not None:
+        if out is not None and result is not None:
             result.report(out)
-        print(json.dumps(result.to_dict(), indent=2))
+        document = result.to_dict() if result is not None else {}
+        if rates is not None:
+            document["rates"] = rates.to_dict()
+        print(json.dumps(document, indent=2, default=str))
         return
-    report = result.report(out if out is not None else run_or_sweep.with_name(f"{run_or_sweep.name}-compare"))
-    show = Table(title=f"{run_or_sweep} vs {real}: KS distance (95% bootstrap interval) | real-vs-real floor")
-    for column in ("metric", "overall", "floor", "matched size", "floor ", "n sim", "n real"):
-        show.add_column(column, justify="left" if column == "metric" else "right")
-    def fmt(value: float, low: float = float("nan"), high: float = float("nan")) -> str:
+    wide = Console(width=None if sys.stdout.isatty() else 160)
+
+    def fmt(value: float, low: float = float("nan"), high: float = float("nan"), digits: int = 3) -> str:
         if value != value:  # NaN: not comparable (a metric one side lacks; matched size for size itself)
             return "-"
-        return f"{value:.3f}" + (f" ({low:.2f}-{high:.2f})" if low == low else "")
+        return f"{value:.{digits}g}" + (f" ({low:.2f}-{high:.2f})" if low == low else "")
 
-    for r in result.table.itertuples(index=False):
-        show.add_row(r.metric, fmt(r.ks_overall, r.ks_overall_low, r.ks_overall_high), fmt(r.floor_overall),
-                     fmt(r.ks_matched, r.ks_matched_low, r.ks_matched_high), fmt(r.floor_matched),
-                     str(r.n_sim), str(r.n_real))  # fmt: skip
-    Console(width=None if sys.stdout.isatty() else 160).print(show)
-    console.print(f"report: {report}")
+    if result is not None:
+        report = result.report(folder)
+        show = Table(title=f"{run_or_sweep} vs {real}: KS distance (95% bootstrap interval) | real-vs-real floor")
+        for column in ("metric", "overall", "floor", "matched size", "floor ", "n sim", "n real"):
+            show.add_column(column, justify="left" if column == "metric" else "right")
+        for r in result.table.itertuples(index=False):
+            show.add_row(r.metric, fmt(r.ks_overall, r.ks_overall_low, r.ks_overall_high), fmt(r.floor_overall),
+                         fmt(r.ks_matched, r.ks_matched_low, r.ks_matched_high), fmt(r.floor_matched),
+                         str(r.n_sim), str(r.n_real))  # fmt: skip
+        wide.print(show)
+        above = [r.metric for r in result.table.itertuples(index=False)
+                 if any(low > value for value, low in ((r.ks_overall, r.ks_overall_low), (r.ks_matched, r.ks_matched_low)))]  # fmt: skip
+        if above:
+            console.print(
+                f"note: {', '.join(above)}: the interval lies above the distance itself. A KS distance between "
+                "resampled sets is biased upward (resampling adds noise two close samples do not have), so when the two "
+                "sides are this close the interval reads 'within sampling noise of this'; the floor column is the "
+                "yardstick.", soft_wrap=True, highlight=False,
+            )  # fmt: skip
+        if result.reach is not None:
+            reach = Table(title=f"shares per follower of author and sharers (median over cascades with >= {min_shares} shares)")
+            for column in ("figure", "simulated", "real", "log(sim/real)"):
+                reach.add_column(column, justify="left" if column == "figure" else "right")
+            for r in result.reach.itertuples(index=False):
+                reach.add_row(r.figure, fmt(r.sim), fmt(r.real), fmt(r.log_ratio))
+            wide.print(reach)
+        console.print(f"size cut: {result.settings['size cut']} | half_time: {result.settings['half_time']}")
+        console.print(f"report: {report}")
+    if rates is not None:
+        show = Table(title=f"{run_or_sweep} vs {impressions}: rates per impression (score {rates.score():.3f})")
+        for column in ("figure", "simulated", "real", "log(sim/real)", "KS", "floor", "sim - real"):
+            show.add_column(column, justify="left" if column == "figure" else "right")
+        for r in rates.table.itertuples(index=False):
+            show.add_row(r.figure, fmt(r.sim), fmt(r.real), fmt(r.log_ratio), fmt(r.ks), fmt(r.floor), fmt(r.difference))
+        wide.print(show)
+        console.print(f"real posts: {rates.settings['real kept']} | not compared: {rates.settings['not compared']}")
+        console.print(f"rates: {folder / 'rates.json'}")
+
+
+def _run_items(path: Path):
+    """The per-post table of a results folder or a sweep folder (rows per post), or an impressions file."""
+    import pandas as pd
+
+    from lsbm_sim.errors import DataError
+    from lsbm_sim.impressions import load_impressions
+
+    if (path / "sweep.parquet").is_file() and not (path / "manifest.json").is_file():
+        table = pd.read_parquet(path / "sweep.parquet")
+        if "author" in table.columns:
+            raise DataError(f"{path}: a sweep kept per cascade tree has no per-post impressions; sweep per post")
+        table.attrs["source"] = str(path)
+        return table
+    if path.is_dir() and (path / "manifest.json").is_file():
+        from lsbm_sim.results import load_results
+
+        items = load_results(path).items
+        items.attrs["source"] = str(path)
+        return items
+    return load_impressions(path)
 
 
 @app.command()
 def calibrate(
     scenario: ScenarioArg,
-    real: Annotated[Path, typer.Option(help="Real cascades to fit (split into fit and check halves).")],
     param: Annotated[list[str], typer.Option(help="A field and its range: behavior.p=0.01..0.3 (:log; repeatable).")],
     trials: Annotated[int, typer.Option(help="Finished trials wanted (a rerun resumes the study).")] = 30,
     replications: Annotated[int, typer.Option(help="Runs per trial (seeds base, base+1, ...: the same in every trial).")] = 2,
@@ -305,22 +453,28 @@ def calibrate(
     ray_address: Annotated[str | None, typer.Option(help="Address of a running Ray cluster.")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for the study (default: results/<name>-calibration).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of the fit/check split.")] = 0,
+    real: Annotated[Path | None, typer.Option(help="Real cascades to fit (split into fit and check halves).")] = None,
+    impressions: Annotated[Path | None, typer.Option(help="Real per-post impressions to fit rates per impression to (split too).")] = None,
+    min_size: Annotated[int | None, typer.Option(help="Compare cascades of this many nodes and more (default: the real data's smallest).")] = None,
     set_: SetOption = None,
 ) -> None:
-    """Fit scenario fields to real cascades (Optuna TPE; the study resumes from OUT/study.db)."""
+    """Fit scenario fields to real cascades and/or real rates per impression (Optuna TPE; the study resumes
+    from OUT/study.db)."""
     from lsbm_sim.calibrate import Param
     from lsbm_sim.calibrate import calibrate as run_calibration
     from lsbm_sim.scenario import load_scenario
 
     spec = load_scenario(scenario, _overrides(set_))
     params = [Param.parse(p) for p in param]  # a malformed range fails before the progress bar
+    if real is None and impressions is None:
+        raise LsbmError("give --real (cascades), --impressions (per-post impressions) or both to calibrate to")
     out = out if out is not None else Path("results") / f"{spec.name}-calibration"
     with Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=console) as bar:  # fmt: skip
         task = bar.add_task("", total=trials)
         result = run_calibration(
             spec, real, params, trials=trials, replications=replications, out=out, executor=executor, workers=workers,
-            ray_address=ray_address, seed=seed,
+            ray_address=ray_address, seed=seed, impressions=impressions, min_size=min_size,
             progress=lambda done, total, value: bar.update(task, completed=done, description=f"last score {value:.3f}"),
         )  # fmt: skip
     best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best.items())
@@ -383,24 +537,33 @@ def optimize(
 
 @app.command("app")
 def app_command(
-    scenario: Annotated[Path | None, typer.Argument(help="Scenario to open first.")] = None,
+    scenario: Annotated[
+        Path | None, typer.Argument(help="Scenario to open first: a file or a shipped scenario's name.")
+    ] = None,
     port: Annotated[int, typer.Option(help="Port of the page.")] = 8765,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    set_: SetOption = None,
 ) -> None:
     """Open the interactive page (Mesa's SolaraViz): step a scenario and watch posts spread."""
+    import json
     import socket
     import subprocess
+
+    from lsbm_sim.catalog import find_scenario
 
     with socket.socket() as probe:  # a port in use fails here, as one line, not after the server has started
         try:
             probe.bind((host, port))
         except OSError as exc:
             raise LsbmError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); choose another port") from None
-    if scenario is not None:
+    if scenario is not None or set_:
+        from lsbm_sim.catalog import shipped_scenarios
         from lsbm_sim.runner import check_scenario
 
-        check_scenario(scenario)  # a bad scenario fails here, with the usual message, not inside the page
-        os.environ["LSBM_APP_SCENARIO"] = str(scenario.resolve())
+        path = find_scenario(scenario) if scenario is not None else shipped_scenarios()["eco_product_launch"]
+        check_scenario(path, _overrides(set_))  # a bad scenario fails here, with the usual message, not inside the page
+        os.environ["LSBM_APP_SCENARIO"] = str(path.resolve())
+        os.environ["LSBM_APP_SET"] = json.dumps(_overrides(set_))
     os.environ.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "False")
     page = Path(__file__).with_name("app.py")
     raise typer.Exit(subprocess.call([sys.executable, "-m", "solara", "run", str(page), "--host", host, "--port", str(port)]))

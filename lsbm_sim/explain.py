@@ -279,7 +279,14 @@ def explain(
         EditEffect(old, new, t, _as_dict(outcomes, p), _as_dict(outcomes, p - whole))
         for (old, new), t, p in zip(parsed, edited, probs[1 + len(words) :])
     ]
-    name = spec.behavior.backend if spec is not None and owned else type(behavior).__name__
+    # Named as a scenario names it (its backend), with or without --scenario; a model the caller passed in by
+    # its class.
+    if owned:
+        from lsbm_sim.scenario import BehaviorSpec
+
+        name = (spec.behavior if spec is not None else BehaviorSpec()).backend
+    else:
+        name = type(behavior).__name__
     return Explanation(
         text=text, persona=persona, model=name, outcomes=outcomes, probabilities=_as_dict(outcomes, whole),
         words=words, effects=effects, edits=edit_effects, model_calls=broker.stats.model_calls,

@@ -121,6 +121,7 @@ class SocialModel(ResultTables, mesa.Model):
         self.label_of = np.zeros(n_items, dtype=np.int32)
         self.labels: list[str] = [""]
         self.item_reach = np.zeros(n_items, dtype=np.int64)
+        self.item_impressions = np.zeros(n_items, dtype=np.int64)
         self.first_author = np.array([self.posts[i].authors[0] for i in range(n_items)], dtype=np.int32)
         self._exposure_tally = Tally(n)
         self.inbox = Inbox()
@@ -320,6 +321,10 @@ class SocialModel(ResultTables, mesa.Model):
         """Reactions so far, per reaction (ignore aside) and agent."""
         return {r: tally.values() for r, tally in self._reaction_tallies.items()}
 
+    def age_minutes(self, t: int) -> np.ndarray:
+        """Each post's age at step t in whole minutes (a post enters at the start of its step)."""
+        return np.rint((t - self.entered) * self.scenario.time.step_minutes).astype(np.int64)
+
     def queries(self, exposures: Exposures, t: int) -> QueryBatch:
         """The behavior-model question of each exposure, as a batch of binned codes."""
         agent, item = exposures.agent, exposures.item
@@ -338,7 +343,7 @@ class SocialModel(ResultTables, mesa.Model):
             label_id=self.label_of[item],
             sharers=binned(n_sharers, SHARER_TABLE),
             proof=bin_value(proof, PROOF_BINS)[item],
-            age=bin_value(t - self.entered, AGE_BINS)[item],
+            age=bin_value(self.age_minutes(t), AGE_BINS)[item],
             seen=binned(seen, SEEN_TABLE),
             promoted=exposures.sharer == PROMOTED,  # a recommendation (RECOMMENDED) is not an advertisement
             agent_id=agent,
@@ -392,6 +397,7 @@ class SocialModel(ResultTables, mesa.Model):
         self.entered = np.concatenate([self.entered, np.full(k, t, dtype=np.int32)])
         self.label_of = np.concatenate([self.label_of, np.zeros(k, dtype=np.int32)])
         self.item_reach = np.concatenate([self.item_reach, np.zeros(k, dtype=np.int64)])
+        self.item_impressions = np.concatenate([self.item_impressions, np.zeros(k, dtype=np.int64)])
         self.first_author = np.concatenate([self.first_author, authors.astype(np.int32)])
         for r in self.item_reaction_counts:
             self.item_reaction_counts[r] = np.concatenate([self.item_reaction_counts[r], np.zeros(k, dtype=np.int64)])
@@ -438,6 +444,7 @@ class SocialModel(ResultTables, mesa.Model):
         agent, item = exposures.agent, exposures.item
         first_time = self.state.expose(item, agent, engaged=reaction != self.reactions.index("ignore"))
         self.item_reach += np.bincount(item[first_time], minlength=len(self.item_ids))
+        self.item_impressions += np.bincount(item, minlength=len(self.item_ids))
         self._exposure_tally.add(agent)
 
         for k, r in enumerate(self.reactions):

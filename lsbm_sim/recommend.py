@@ -56,7 +56,7 @@ class Candidates:
 
     `archetype`: the persona archetype of the people the row is for; `persona`: its persona text is
     `personas[archetype]`; `item`: the post's number (its text is `texts[item]`); `similarity`: cosine similarity
-    of the persona's and the post's sentence embeddings; `age`: steps since it was posted; `engagement`: its
+    of the persona's and the post's sentence embeddings; `age`: hours since it was posted; `engagement`: its
     likes, shares and comments so far; `reach`: people shown it so far; `author`: who posted it.
     """
 
@@ -232,6 +232,7 @@ class Recommending:
         popular = recent[np.lexsort((recent, -engagement[recent]))[:k]]
         newest = recent[np.lexsort((recent, -m.entered[recent]))[:k]]
         n_types = len(m.population.personas)
+        hours_per_step = m.scenario.time.step_minutes / 60
         shared = np.concatenate([popular, newest])
         rows = np.concatenate([self._similar, np.broadcast_to(shared, (n_types, len(shared)))], axis=1)
         archetype = np.repeat(np.arange(n_types), rows.shape[1])
@@ -247,7 +248,7 @@ class Recommending:
         else:
             sim = np.zeros(0, dtype=np.float32)
         return Candidates(
-            archetype=archetype, item=item, similarity=sim.astype(np.float64), age=(t - m.entered[item]).astype(np.int64),
+            archetype=archetype, item=item, similarity=sim.astype(np.float64), age=(t - m.entered[item]) * hours_per_step,
             engagement=engagement[item], reach=m.item_reach[item].copy(), author=m.first_author[item],
             personas=m.population.personas, texts=m.item_texts,
         )  # fmt: skip

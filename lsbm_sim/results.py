@@ -230,7 +230,7 @@ class SimulationResult:
         """The per-post figures a reader looks at first; with `top`, only the `top` posts of widest reach (a
         platform run has tens of thousands of posts). Cascade columns are over the post's trees, one per
         author: `cascade_size` their nodes (authors + sharers), `depth` and `max_breadth` those of the deepest
-        and widest tree, `structural_virality` the mean distance within a tree, `half_time` steps to half."""
+        and widest tree, `structural_virality` the mean distance within a tree, `half_time` minutes to half its size."""
         cols = ["item_id", "reach", *[r for r in self.reactions if r != "ignore"], "authors", "cascade_size",
                 "depth", "max_breadth", "structural_virality", "half_time"]  # fmt: skip
         table = self.items[[c for c in cols if c in self.items.columns]]

@@ -334,6 +334,17 @@ class FeedSpec(Strict):
         return self
 
 
+# ----------------------------------------------------------------------------------------------------- time
+
+
+class TimeSpec(Strict):
+    """How long a step lasts in real time. `step_minutes`: minutes per step (default 60). A post's age reaches the
+    behavior model in minutes, and every time column of the results (half times) comes in minutes, so runs with
+    different step lengths compare with each other and with real cascades."""
+
+    step_minutes: Annotated[float, Field(gt=0, le=10080)] = 60.0
+
+
 # -------------------------------------------------------------------------------------------------- results
 
 
@@ -483,6 +494,7 @@ class Scenario(Strict):
 
     name: str = "scenario"
     description: str = ""
+    question: str = ""  # what a run answers (`lsbm-sim run` ends with it); default: the description's questions
     seed: NonNegativeInt = 0
     steps: PositiveInt = 24
     population: PopulationSpec = Field(default_factory=PopulationSpec)
@@ -490,6 +502,7 @@ class Scenario(Strict):
     content: list[ContentEntry] = Field(default_factory=list)
     posting: PostingSpec | None = None
     feed: FeedSpec = Field(default_factory=FeedSpec)
+    time: TimeSpec = Field(default_factory=TimeSpec)
     behavior: BehaviorSpec = Field(default_factory=BehaviorSpec)
     interventions: list[Intervention] = Field(default_factory=list)
     results: ResultsSpec = Field(default_factory=ResultsSpec)

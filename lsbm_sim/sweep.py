@@ -458,6 +458,12 @@ def summarize(table: pd.DataFrame, metric: str = "share", by: Sequence[str] | No
     half = stats.t.ppf(0.975, (summary["count"] - 1).clip(lower=1)) * summary["sem"]
     summary["ci_low"], summary["ci_high"] = summary["mean"] - half, summary["mean"] + half
     summary = summary.reset_index()
+    if default and params and "combination" in table.columns:
+        # The grid's order, not the values' sort order: the first grid point (the baseline the diff columns are
+        # taken from) comes first.
+        order = table.drop_duplicates(params)[[*params, "combination"]]
+        summary = summary.merge(order, on=params, how="left").sort_values(["combination", "item_id"], kind="stable")
+        summary = summary.drop(columns="combination").reset_index(drop=True)
     if default and params and "combination" in table.columns and "replication" in table.columns:
         summary = _paired_differences(table, summary, params, metric)
     summary.attrs["unchanged"] = unchanged_parameters(table)

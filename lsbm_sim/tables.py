@@ -41,18 +41,20 @@ class ResultTables:
 
     def cascades_table(self) -> pd.DataFrame:
         """One row per cascade tree (one per author of each post that entered): the post, the author, and the
-        tree's size, depth, max breadth, structural virality and half time in steps (see lsbm_sim.metrics)."""
+        tree's size, depth, max breadth, structural virality and half time in minutes, at the resolution of a step
+        (see lsbm_sim.metrics)."""
         item, agent, parent, step = self._cascade_nodes()
-        trees = tree_table(parent, step)
+        trees = tree_table(parent, step * self.scenario.time.step_minutes)
         roots = trees.pop("root").to_numpy()
         trees.insert(0, "item_id", [self.item_ids[i] for i in item[roots].tolist()])
         trees.insert(1, "author", agent[roots].astype(np.int64))
         return trees
 
     def items_table(self) -> pd.DataFrame:
-        """One row per post: when it entered, its reach, reactions and cascade metrics (over its authors'
-        trees, as lsbm_sim.metrics defines them for several roots)."""
-        item, _, parent, step = self._cascade_nodes()
+        """One row per post: when it entered (a step), its impressions (times it was shown), reach (people shown
+        it), audience (followers of its authors and sharers), reactions and cascade metrics (over its authors'
+        trees, as lsbm_sim.metrics defines them for several roots; half time in minutes)."""
+        item, agent, parent, step = self._cascade_nodes()
         per_post = {}
         if len(item):
             trees = tree_table(parent, step)
@@ -64,7 +66,8 @@ class ResultTables:
                 pairs=("pairs", "sum"), wiener=("wiener", "sum"),
             )  # fmt: skip
             posted = np.unique(item)
-            half = half_times(np.searchsorted(posted, item), step, origin=self.entered[posted].astype(float))
+            minutes = self.scenario.time.step_minutes
+            half = half_times(np.searchsorted(posted, item), step * minutes, origin=self.entered[posted] * minutes)
             for k, (index, row) in enumerate(grouped.iterrows()):
                 per_post[int(index)] = {
                     "cascade_size": int(row["cascade_size"]), "depth": int(row["depth"]),
@@ -72,6 +75,8 @@ class ResultTables:
                     "structural_virality": float(row["wiener"] / row["pairs"]) if row["pairs"] > 0 else 0.0,
                     "half_time": float(half[k]),
                 }  # fmt: skip
+        # The audience each post's cascade opened: the followers of its authors and of everyone who shared it.
+        audience = np.bincount(item, weights=self.network.out_degree[agent], minlength=len(self.item_ids))
         rows = []
         for index, pid in enumerate(self.item_ids):
             post = self.posts[index] if self.entered[index] >= 0 else None
@@ -84,12 +89,18 @@ class ResultTables:
                     "authors": len(post.authors) if post else 0,
                     "label": self.labels[self.label_of[index]] or None,
                     "removed": bool(self.removed[index]),
+                    "impressions": int(self.item_impressions[index]),
                     "reach": int(self.item_reach[index]),
+                    "audience": int(audience[index]),
                     **{r: int(c[index]) for r, c in self.item_reaction_counts.items()},
                     **per_post.get(index, cascade_metrics(np.zeros(0, dtype=np.int64))),
                 }
             )
-        return pd.DataFrame(rows)
+        # The columns are named even before any post exists (a platform whose people have not posted yet), so
+        # that a reader can select and sort them at step 0.
+        columns = ["item_id", "text", "topic", "entered", "authors", "label", "removed", "impressions", "reach",
+                   "audience", *self.item_reaction_counts, *cascade_metrics(np.zeros(0, dtype=np.int64))]  # fmt: skip
+        return pd.DataFrame(rows, columns=columns)
 
     def agents_table(self) -> pd.DataFrame:
         frame = pd.DataFrame({"agent_id": np.arange(self.num_agents, dtype=np.int32)})

@@ -69,6 +69,26 @@ def test_calibrate_recovers_a_known_p_and_resumes_after_stopping(tmp_path: Path)
         calibrate(scenario, tmp_path / "truth", [Param.parse("behavior.p=0.01..0.5")], trials=1, out=out, workers=1)
 
 
+def test_against_event_sequences_the_objective_names_only_size(tmp_path: Path):
+    """Event sequences have no parents, so no depth or virality: the score is KS on size alone, and the
+    calibration's texts say so rather than naming the metrics the real side lacks."""
+    from conftest import small_scenario
+
+    scenario = tmp_path / "s.yaml"
+    spec = small_scenario(steps=5)
+    spec["content"][0]["author"] = {"strategy": "random", "count": 30}
+    scenario.write_text(yaml.safe_dump(spec))
+    real = tmp_path / "sequences.csv"
+    real.write_text("cascade_id,time\n" + "".join(f"{c},{k}\n" for c in range(60) for k in range(1 + c % 3)))
+    out = tmp_path / "cal"
+    calibrate(scenario, real, [Param.parse("behavior.probabilities.share=0.05..0.3")], trials=2, replications=1,
+              out=out, workers=1, bootstrap=0)  # fmt: skip
+    summary = json.loads((out / "calibration.json").read_text())
+    assert summary["objective"] == "cascades: KS on size"
+    note = yaml.safe_load((out / "calibrated.yaml").read_text())["description"]
+    assert "(KS on size)" in note and "depth" not in note and "virality" not in note
+
+
 def test_a_killed_calibration_resumes_with_no_trial_lost_or_repeated(tmp_path: Path):
     scenario = ic_scenario(tmp_path)
     run(scenario, seed=99, out=tmp_path / "truth")
@@ -111,3 +131,69 @@ def test_a_killed_calibration_resumes_with_no_trial_lost_or_repeated(tmp_path: P
     assert len(retry) == 1 and retry[0].params == running[0].params  # the killed trial ran again, once
     assert resumed[running[0].number].state == optuna.trial.TrialState.FAIL
     assert len({json.dumps(t.params) for t in complete}) == len(complete)  # no finished trial repeated
+
+
+TRUE_SHARE, TRUE_LIKE = -3.0, -2.0
+
+
+def rates_scenario(folder: Path, share: float, like: float) -> Path:
+    """120 posts among 400 people under the embedded default, with the share and like intercepts given."""
+    path = folder / f"rates_{share}_{like}.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "rates_small", "seed": 1, "steps": 6,
+        "population": {"size": 400, "activity": 0.7},
+        "network": {"kind": "barabasi_albert", "params": {"m": 4}},
+        "content": [{"id": f"p{i}", "text": f"Post number {i} about topic {i % 3}", "author": {"strategy": "random"}}
+                    for i in range(120)],
+        "feed": {"policy": "chronological", "size": 5},
+        "behavior": {"backend": "surrogate", "coefficients": {"share": {"intercept": share}, "like": {"intercept": like}}},
+    }))  # fmt: skip
+    return path
+
+
+def test_a_rates_target_recovers_known_intercepts(tmp_path: Path):
+    truth = run(rates_scenario(tmp_path, TRUE_SHARE, TRUE_LIKE), seed=99)  # another seed than the trials'
+    real = truth.items.rename(columns={"like": "likes", "share": "shares", "comment": "comments", "item_id": "post_id"})
+    real.attrs["source"] = "the simulated truth"
+    assert real["shares"].sum() > 100 and real["likes"].sum() > 400  # rates with enough counts to pin down
+    params = [Param.parse("behavior.coefficients.share.intercept=-6.0..-1.0"),
+              Param.parse("behavior.coefficients.like.intercept=-5.0..0.0")]  # fmt: skip
+    result = calibrate(rates_scenario(tmp_path, -5.0, -4.0), None, params, impressions=real, trials=40, replications=1,
+                       out=tmp_path / "cal", workers=1, bootstrap=0)  # fmt: skip
+    share, like = result.best["behavior.coefficients.share.intercept"], result.best["behavior.coefficients.like.intercept"]
+    assert abs(share - TRUE_SHARE) / abs(TRUE_SHARE) < 0.25 and abs(like - TRUE_LIKE) / abs(TRUE_LIKE) < 0.25, result.best
+    summary = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert summary["objective"].startswith("rates:") and "depth" not in summary["objective"]
+    assert summary["real_posts"] == {"fit": 60, "check": 60} and summary["real_cascades"] is None
+    # the objective saw the difference: trials far from the truth scored clearly worse than the best
+    trials = [t for t in trials_of(tmp_path / "cal") if t.value is not None]
+    far = [t.value for t in trials if abs(t.params["behavior.coefficients.share.intercept"] - TRUE_SHARE) > 1.5]
+    assert far and min(far) > result.fit_score + 0.2, (far, result.fit_score)
+    assert (tmp_path / "cal" / "report" / "rates.json").is_file() and result.warnings == []
+
+
+def test_warnings_at_the_range_edge_and_far_above_the_floor(tmp_path: Path, capsys):
+    """The truth (p = 0.12) outside the range 0.01..0.04: the best value lies at the edge, and no value in the
+    range matches the data. Real data with sizes only: the objective names size alone."""
+    scenario = ic_scenario(tmp_path)
+    truth = run(scenario, seed=99, overrides=["population.size=2000", "content.0.author.count=300"])
+    sizes = tmp_path / "sizes.csv"
+    sizes.write_text("cascade_id,size\n" + "".join(f"{i},{s}\n" for i, s in enumerate(truth.cascades["cascade_size"])))
+    code = main(["calibrate", str(scenario), "--real", str(sizes), "--param", "behavior.p=0.01..0.04", "--trials", "6",
+                 "--replications", "1", "--workers", "1", "--out", str(tmp_path / "cal"), "--set", "population.size=2000",
+                 "--set", "content.0.author.count=300"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    summary = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert summary["best"]["behavior.p"] > 0.038
+    assert "behavior.p: the best value" in err and "lies at the high end of its range 0.01..0.04" in err
+    assert "times what two halves of the real data reach" in err
+    assert summary["objective"] == "cascades: KS on size"  # sizes only: depth and virality were not scored
+    assert "depth" not in yaml.safe_load((tmp_path / "cal" / "calibrated.yaml").read_text())["description"]
+    assert len(summary["warnings"]) == 2
+    # inside a range that holds the truth, neither warning
+    code = main(["calibrate", str(scenario), "--real", str(sizes), "--param", "behavior.p=0.06..0.24", "--trials", "8",
+                 "--replications", "1", "--workers", "1", "--out", str(tmp_path / "cal2"), "--set", "population.size=2000",
+                 "--set", "content.0.author.count=300"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0 and "WARNING" not in err, err

@@ -14,8 +14,10 @@ from scipy import stats
 from lsbm_sim import Scenario
 from lsbm_sim.cascades import (
     compare,
+    in_minutes,
     load_cascades,
     matched_ks,
+    reach_per_follower,
     read_event_sequences,
     read_run,
     read_tree_csv,
@@ -179,6 +181,25 @@ def test_compare_command_writes_report_and_json(tmp_path: Path, capsys):
     assert "bad.csv:3: parent 'nobody'" in capsys.readouterr().err
 
 
+def test_compare_says_why_an_interval_can_lie_above_its_distance(tmp_path: Path, capsys):
+    # A run against itself: distance 0, while resampled copies differ a little, so every interval lies above 0.
+    spec = small_scenario(steps=6)
+    spec["content"][0]["author"] = {"strategy": "random", "count": 30}
+    run(Scenario.from_dict(spec), out=tmp_path / "run")
+    assert main(["compare", str(tmp_path / "run"), "--real", str(tmp_path / "run"), "--bootstrap", "30",
+                 "--out", str(tmp_path / "rep")]) == 0  # fmt: skip
+    err = " ".join(capsys.readouterr().err.split())
+    table = json.loads((tmp_path / "rep" / "comparison.json").read_text())["metrics"]
+    above = [m["metric"] for m in table if m["ks_overall_low"] is not None and m["ks_overall_low"] > m["ks_overall"]]
+    assert "cascade_size" in above
+    assert f"note: {', '.join(above)}: the interval lies above the distance itself" in err and "biased upward" in err
+    capsys.readouterr()
+    near = tmp_path / "real.csv"  # apart: no note
+    near.write_text("cascade_id,node,parent,time\n" + "".join(f"{c},r,,0\n" + "".join(f"{c},n{k},r,{k}\n" for k in range(12)) for c in range(40)))
+    assert main(["compare", str(tmp_path / "run"), "--real", str(near), "--bootstrap", "30", "--out", str(tmp_path / "rep2")]) == 0
+    assert "interval lies above" not in capsys.readouterr().err
+
+
 def test_twitter16_loads_with_the_counts_its_source_lists(shared_data: Path):
     table = load_cascades(shared_data / "twitter16_cascades")
     notes = table.attrs["notes"]
@@ -187,3 +208,101 @@ def test_twitter16_loads_with_the_counts_its_source_lists(shared_data: Path):
     assert notes["root_not_source_tweet"] == 9
     assert 2_000 < notes["lines_child_earlier_than_parent"] < 2_400  # "~2.2k" in SOURCE.txt
     assert table["cascade_size"].between(20, 3_100).all() and table["depth"].median() == 3
+
+
+def test_sizes_only_csv_and_its_errors(tmp_path: Path):
+    path = tmp_path / "sizes.csv"
+    path.write_text("cascade_id,size\na,1\nb,4\nc,12\n")
+    table = load_cascades(path)
+    assert table["cascade_size"].tolist() == [1, 4, 12] and table["depth"].isna().all() and table["half_time"].isna().all()
+    path.write_text("cascade_id,size\na,1\nb,2.5\n")
+    with pytest.raises(DataError, match=r"sizes.csv:3: size '2.5' is not a whole number from 1 up"):
+        load_cascades(path)
+
+
+def random_trees(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    size = rng.geometric(0.3, n)
+    return pd.DataFrame({"cascade_id": np.arange(n).astype(str), "cascade_size": size,
+                         "depth": np.minimum(size - 1, rng.integers(0, 6, n)),
+                         "half_time": rng.exponential(30.0, n)})  # fmt: skip
+
+
+def test_min_size_compares_both_sides_from_the_same_cut(tmp_path: Path, capsys):
+    sim, real = random_trees(400, 1), random_trees(300, 2)
+    columns = ["metric", "ks_overall", "ks_matched", "floor_overall", "n_sim", "n_real"]
+    cut = compare(sim, real, min_size=3, bootstrap=20, floor_splits=5)
+    filtered = compare(sim[sim.cascade_size >= 3], real[real.cascade_size >= 3], min_size=1, bootstrap=20, floor_splits=5)
+    pd.testing.assert_frame_equal(cut.table[columns], filtered.table[columns])
+    assert cut.table.loc[0, "n_sim"] == (sim.cascade_size >= 3).sum() < len(sim)
+    # real data without small cascades was cut: the cut is read from it, applied to both sides and stated
+    auto = compare(sim, real[real.cascade_size >= 4], bootstrap=0, floor_splits=0)
+    assert auto.table.loc[0, "n_sim"] == (sim.cascade_size >= 4).sum()
+    assert auto.settings["size cut"].startswith("4 nodes and more, read from the real data")
+    # the command: --min-size on the files equals comparing the pre-filtered files
+    for name, table in (("sim", sim), ("real", real)):
+        (tmp_path / f"{name}.csv").write_text("cascade_id,size\n" + "".join(f"{i},{s}\n" for i, s in zip(table.cascade_id, table.cascade_size)))
+        kept = table[table.cascade_size >= 3]
+        (tmp_path / f"{name}_cut.csv").write_text("cascade_id,size\n" + "".join(f"{i},{s}\n" for i, s in zip(kept.cascade_id, kept.cascade_size)))
+    outputs = []
+    for args in (["sim.csv", "--real", "real.csv", "--min-size", "3"], ["sim_cut.csv", "--real", "real_cut.csv", "--min-size", "1"]):
+        assert main(["compare", str(tmp_path / args[0]), "--real", str(tmp_path / args[2]), *args[3:], "--json", "--bootstrap", "10"]) == 0
+        outputs.append(json.loads(capsys.readouterr().out)["metrics"])
+    assert outputs[0] == outputs[1] and outputs[0][0]["n_real"] == (real.cascade_size >= 3).sum()
+    assert main(["compare", str(tmp_path / "sim.csv"), "--real", str(tmp_path / "real.csv"), "--min-size", "500"]) == 2
+    assert "--min-size 500: no real cascade has 500 nodes or more" in capsys.readouterr().err
+    # no simulated cascade at the cut: every distance is 1, and the settings say why
+    far = compare(sim.assign(cascade_size=1), real, min_size=2, bootstrap=0, floor_splits=3)
+    assert far.table.set_index("metric").loc[["cascade_size", "depth"], "ks_overall"].tolist() == [1.0, 1.0]
+    assert far.score(("cascade_size", "depth")) == 1.0 and far.table.loc[0, "floor_overall"] < 0.3
+    assert "no simulated cascade at the cut" in far.settings
+
+
+def test_half_time_in_minutes_and_skipped_without_spread():
+    sim, real = random_trees(200, 3), random_trees(200, 4)
+    sim.attrs["time_unit"], real.attrs["time_unit"] = "minutes", "seconds"
+    result = compare(sim, real, metrics=("cascade_size", "half_time"), bootstrap=0, floor_splits=0)
+    row = result.table.set_index("metric").loc["half_time"]
+    assert row.ks_overall == stats.ks_2samp(sim["half_time"], real["half_time"] / 60).statistic  # seconds -> minutes
+    assert result.settings["half_time scale"] == "minutes"
+    flat = sim.assign(half_time=0.0)
+    skipped = compare(flat, real, metrics=("cascade_size", "half_time"), bootstrap=0, floor_splits=0)
+    assert pd.isna(skipped.table.set_index("metric").loc["half_time", "ks_overall"])
+    assert "no spread in time" in skipped.settings["half_time"]
+    # a run's tables without a time section: a step counts as 60 minutes
+    assert "steps x" in in_minutes(sim, {"name": "x"})[1]["half_time"]
+    assert (in_minutes(sim, {"name": "x"})[0]["half_time"] == sim["half_time"] * 60).all()
+
+
+def test_reach_per_follower_of_sequences_and_runs(tmp_path: Path):
+    path = tmp_path / "seq.csv"
+    path.write_text("cascade_id,event_index,time_s,magnitude_followers,user\n1,0,0,1000,a\n1,1,60,200,b\n1,2,90,800,c\n2,0,0,50,d\n")
+    table = read_event_sequences(path).set_index("cascade_id")
+    assert table["shares"].tolist() == [2, 0] and table["audience"].tolist() == [2000, 50]
+    figures = reach_per_follower(table.reset_index(), min_shares=2)
+    assert figures["pooled"] == 2 / 2050 and figures["median_large"] == 2 / 2000 and figures["never_shared"] == 0.5
+    spec = small_scenario(steps=6)
+    run(Scenario.from_dict(spec), out=tmp_path / "run")
+    trees = read_run(tmp_path / "run")
+    assert trees["audience"].notna().all() and trees.attrs["time_unit"] == "minutes"
+    result = compare(tmp_path / "run", path, bootstrap=0, floor_splits=0, min_shares=2)
+    reach = result.reach.set_index("figure")
+    assert reach.loc["pooled", "real"] == 2 / 2050
+    assert reach.loc["pooled", "sim"] == trees["shares"].sum() / trees["audience"].sum() > 0
+
+
+def test_auspol_reach_per_follower_as_its_source_gives(shared_data: Path):
+    table = load_cascades(shared_data / "auspol_retweet_cascades")
+    figures = reach_per_follower(table, min_shares=50)
+    assert round(figures["pooled"], 5) == 0.00014  # 0.014% pooled
+    assert round(figures["median_large"], 5) == 0.00039 and figures["large_cascades"] == 13  # ~0.039% at >= 50
+    assert round(float((table["shares"] == 0).mean()), 2) == 0.49  # 49% never retweeted
+
+
+def test_a_runs_half_times_are_read_in_minutes_as_its_scenario_says(tmp_path: Path):
+    spec = small_scenario(steps=6, time={"step_minutes": 15})
+    res = run(Scenario.from_dict(spec), out=tmp_path / "run")
+    trees = read_run(tmp_path / "run")
+    assert trees.attrs["time_unit"] == "minutes" and "time section" in trees.attrs["notes"]["half_time"]
+    assert trees["half_time"].tolist() == res.cascades["half_time"].tolist()  # already minutes: not converted again
+    assert (trees["half_time"] % 15 == 0).all() and trees["half_time"].max() > 0

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import small_scenario
@@ -32,6 +33,47 @@ def test_run_writes_a_complete_results_folder_and_prints_a_summary(tmp_path, cap
     assert manifest["complete"] and manifest["seed"] == 7 and manifest["steps_run"] == 4
     assert manifest["scenario"]["feed"]["size"] == 2
     assert "decisions" in out and "cascade" in out
+
+
+def test_run_ends_with_the_question_what_this_run_says_and_what_to_run_next(tmp_path, capsys):
+    path = write(tmp_path, small_scenario(description="Two posts. Which one travels further, and why?"))
+    code, out, _ = run_cli(capsys, "run", path, "--out", tmp_path / "res", "--steps", 6)
+    assert code == 0
+    text = " ".join(out.split())
+    assert "The question: Which one travels further, and why?" in text
+    items = pd.read_parquet(tmp_path / "res" / "items.parquet").sort_values("reach", ascending=False)
+    widest = items.iloc[0]  # the story's figures are the run's own
+    assert f"This run says: {widest.item_id} reached {widest.reach:,} of 300 people" in text
+    assert f"shared {widest.share:,} time" in text
+    assert f"lsbm-sim sweep {path} --grid" in text and f"lsbm-sim compare {tmp_path / 'res'} --real" in text
+    assert f"lsbm-sim app {path}" in text
+    # A question field says it in the scenario's own words, over the description's.
+    path = write(tmp_path, small_scenario(description="Two posts. Which?", question="Does b catch up with a?"), "q.yaml")
+    code, out, _ = run_cli(capsys, "run", path, "--out", tmp_path / "q", "--steps", 3)
+    assert code == 0 and "The question: Does b catch up with a?" in " ".join(out.split())
+
+
+def test_the_story_of_a_run_with_many_posts_says_how_reach_is_spread(tmp_path, capsys):
+    posts = [{"id": f"p{i}", "text": f"Post number {i} about the weather", "author": {"strategy": "random"}} for i in range(12)]
+    path = write(tmp_path, small_scenario(content=posts))
+    code, out, _ = run_cli(capsys, "run", path, "--out", tmp_path / "res", "--steps", 4)
+    assert code == 0
+    items = pd.read_parquet(tmp_path / "res" / "items.parquet")
+    never = (items["share"] == 0).mean()
+    text = " ".join(out.split())
+    assert "12 posts; the 1 widest (1%) took" in text and f"{never:.0%} were never shared" in text
+
+
+def test_shipped_scenarios_are_listed_and_run_by_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no scenarios/ folder here
+    code, out, _ = run_cli(capsys, "scenarios")
+    assert code == 0
+    text = " ".join(out.split())
+    assert "platform_day" in text and "Which posts travel, and how far, when everyone is posting" in text
+    code, out, err = run_cli(capsys, "run", "eco_product_launch", "--out", tmp_path / "eco", "--set",
+                             "population.size=300", "--steps", 7, "-q")  # fmt: skip
+    assert code == 0, err
+    assert json.loads((tmp_path / "eco" / "manifest.json").read_text())["name"] == "eco_product_launch"
 
 
 def test_validate_accepts_a_good_scenario(tmp_path, capsys):

@@ -99,7 +99,11 @@ def test_explain_json_holds_the_probability_differences_of_the_default_model(cap
     code, out, err = run_cli(capsys, "explain", text, "--persona", persona, "--json", "--edit", "daily=>weekly")
     assert code == 0, err
     doc = json.loads(out)
-    assert doc["model"] == "SurrogateModel" and doc["model_calls"] == 1
+    assert doc["model"] == "surrogate" and doc["model_calls"] == 1  # as a scenario names it
+    scenario = Path(__file__).resolve().parents[1] / "scenarios" / "eco_product_launch.yaml"  # its backend: surrogate
+    code, out, err = run_cli(capsys, "explain", text, "--persona", persona, "--json", "--scenario", scenario)
+    assert code == 0, err
+    assert json.loads(out)["model"] == doc["model"]  # one name for the same model, with or without --scenario
     assert [w["word"] for w in doc["words"]] == text.split()
     # recompute every effect with the model directly, one text at a time
     model = SurrogateModel()

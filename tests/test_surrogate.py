@@ -33,7 +33,7 @@ def test_the_encoder_is_the_real_pretrained_model():
     assert vectors[0] @ vectors[1] > 0.7 and vectors[0] @ vectors[2] < 0.3
 
 
-def test_interest_labels_and_friends_move_the_probabilities_as_documented():
+def test_disposition_labels_and_friends_move_the_probabilities_as_documented():
     model = SurrogateModel()
     probs = model.predict_proba(
         [
@@ -45,7 +45,7 @@ def test_interest_labels_and_friends_move_the_probabilities_as_documented():
     )
     share, comment = model.reactions.index("share"), model.reactions.index("comment")
     assert np.allclose(probs.sum(axis=1), 1)
-    assert probs[0, share] > 2 * probs[1, share]  # interested and ready to share vs neither
+    assert probs[0, share] > 2 * probs[1, share]  # ready to share vs rarely reacting
     assert probs[2, share] < probs[0, share] and probs[2, comment] > probs[0, comment]  # a warning label
     assert probs[3, share] > probs[0, share]  # friends who shared and social proof
 
@@ -153,8 +153,10 @@ def test_every_feature_is_documented_has_a_default_and_says_where_it_comes_from(
     assert all(source.startswith(("measured", "assumed", "calibrated")) for source in COEFFICIENT_SOURCES.values())
     # the calibrated share coefficients say what they were fit to (and CALIBRATION names the world and the date)
     calibrated = {f for f, source in COEFFICIENT_SOURCES.items() if source.startswith("calibrated")}
-    assert calibrated == {"intercept", "sharers", "age"}
+    assert calibrated == {"intercept", "similarity", "sharers", "age"}
     assert "twitter16 fit half" in surrogate.CALIBRATION and "twitter_cascades" in surrogate.CALIBRATION
+    # one attention decay for every reaction: the fit to real retweet delays sets them all
+    assert len({DEFAULT_HEAD[r]["age"] for r in ("like", "share", "comment")}) == 1
 
 
 def test_appeal_moves_every_reaction_by_the_documented_coefficient():
@@ -255,3 +257,20 @@ def test_answer_memory_finds_rows_across_runs_and_never_confuses_a_hash_collisio
     found, answers = colliding.lookup(np.array([[2], [1], [3]]))
     # Every row hashes alike: only the row stored first under that hash can be found, and never for another row.
     assert found.tolist() == [False, True, False] and answers[1, 0] == np.float32(0.1)
+
+
+def test_the_readme_table_of_coefficients_is_the_default_head():
+    """The README's table says which value each coefficient has; it must be the shipped one."""
+    from conftest import ROOT
+
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index("| coefficient | like | share | comment | where it comes from |")
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        name, like, share, comment = (cell.strip() for cell in line.strip("|").split("|")[:4])
+        rows[name.split(" (")[0]] = [float(like), float(share), float(comment)]
+    assert set(rows) == set(FEATURES) | {"intercept"}
+    for name, values in rows.items():
+        assert values == [DEFAULT_HEAD[r][name] for r in ("like", "share", "comment")], name

@@ -101,6 +101,16 @@ def test_summarize_gives_intervals_paired_differences_and_names_a_parameter_that
     assert unchanged_parameters(table[table["param:feed.size"] == 20]) == []
 
 
+def test_the_summary_lists_the_grid_in_its_order_baseline_first():
+    # Values given against their sort order: the baseline (the first given) must still come first.
+    table = sweep(scenario(), {"feed.policy": ["random", "popularity", "chronological"]}, replications=2, workers=1)
+    summary = summarize(table, "reach")
+    assert summary.attrs["baseline"] == {"feed.policy": "random"}
+    assert summary["param:feed.policy"].drop_duplicates().tolist() == ["random", "popularity", "chronological"]
+    assert (summary.loc[summary["param:feed.policy"] == "random", "diff"] == 0).all()
+    assert summary.groupby("param:feed.policy", sort=False)["item_id"].apply(list).map(sorted).tolist() == [["a", "b"]] * 3
+
+
 def test_the_same_run_in_two_grid_points_runs_once_and_a_rerun_runs_nothing(tmp_path: Path):
     grid = {"feed.size": [5, 5]}  # both points resolve to the same scenario
     first = sweep(scenario(), grid, replications=2, workers=1, out=tmp_path / "sw")

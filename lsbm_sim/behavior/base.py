@@ -25,7 +25,8 @@ DEFAULT_REACTIONS: tuple[str, ...] = ("ignore", "like", "share", "comment")
 # Lower bounds of the bins; a value is replaced by the largest bound not above it.
 PROOF_BINS = np.array([0, 1, 3, 10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000], dtype=np.int64)
 SHARER_BINS = np.array([0, 1, 2, 3, 5, 10, 20, 50], dtype=np.int64)
-AGE_BINS = np.array([0, 1, 2, 4, 8, 16, 32, 64], dtype=np.int64)
+# A post's age in minutes: quarter hours, then doubling hours (60, 120, ... 3840 are 1, 2, ... 64 hours).
+AGE_BINS = np.array([0, 15, 30, 60, 120, 240, 480, 960, 1920, 3840], dtype=np.int64)
 SEEN_BINS = np.array([0, 1, 2, 3, 5, 10], dtype=np.int64)
 
 
@@ -44,7 +45,7 @@ class SocialContext:
     """What a person sees around a post besides its text.
 
     `sharers`: people this person follows who shared it (0 when it arrived another way, e.g. promoted);
-    `proof`: likes and comments the post has; `age`: steps since it was posted; `seen`: how often this person
+    `proof`: likes and comments the post has; `age`: minutes since it was posted; `seen`: how often this person
     was shown it before; `label`: a note the platform attached (a fact-check warning, say), or None.
     """
 

@@ -36,15 +36,28 @@ def render_context(context: SocialContext) -> str:
         parts.append("No likes or comments yet.")
     else:
         parts.append(f"{context.proof}{'+' if context.proof >= 3 else ''} likes and comments.")
-    if context.age == 0:
-        parts.append("Posted just now.")
-    else:
-        parts.append(f"Posted {context.age}{'+' if context.age >= 4 else ''} steps ago.")
+    parts.append(f"Posted {age_in_words(context.age)}.")
     if context.seen:
         parts.append(f"You have seen it {context.seen}{'+' if context.seen >= 3 else ''} times before.")
     if context.label:
         parts.append(f"Label: {context.label}")
     return " ".join(parts)
+
+
+def age_in_words(minutes: int) -> str:
+    """A post's age (minutes, binned as the engine bins it) as a person reads it on a platform.
+
+    >>> [age_in_words(m) for m in (0, 15, 60, 120, 3840)]
+    ['just now', '15 minutes ago', '1 hour ago', '2 hours ago', '2 days ago']
+    """
+    if minutes < 15:
+        return "just now"
+    if minutes < 60:
+        return f"{minutes} minutes ago"
+    hours = minutes // 60
+    if hours < 48:
+        return "1 hour ago" if hours == 1 else f"{hours} hours ago"
+    return f"{hours // 24} days ago"
 
 
 class PromptTemplate:
