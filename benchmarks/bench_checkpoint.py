@@ -1,10 +1,11 @@
 """What a checkpoint costs: seconds per `lsbm_sim.checkpoint.save` and the size of state.pkl, at a given size.
 
-Builds scenarios/eco_product_launch.yaml at --agents people (the default surrogate behavior model), runs --steps
+Builds a scenario (--scenario, default scenarios/eco_product_launch.yaml) at --agents people, runs --steps
 steps with the event log streamed to a temporary folder, and saves a checkpoint after every step, timing only the
 save. Prints one line per step and the median.
 
     python benchmarks/bench_checkpoint.py --agents 1000000 --steps 4
+    python benchmarks/bench_checkpoint.py --scenario scenarios/platform_day.yaml --agents 30000 --steps 48
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=100_000)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--scenario", type=Path, default=ROOT / "scenarios" / "eco_product_launch.yaml")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=ROOT / "benchmarks") as tmp:
         folder = Path(tmp) / "res.checkpoint"
         started = time.perf_counter()
         model = SocialModel(
-            ROOT / "scenarios" / "eco_product_launch.yaml", overrides=[f"population.size={args.agents}"],
+            args.scenario, overrides=[f"population.size={args.agents}"],
             events_path=Path(tmp) / "events.parquet", checkpoint_dir=folder,
         )  # fmt: skip
         print(f"{args.agents:,} agents: setup {time.perf_counter() - started:.1f} s")

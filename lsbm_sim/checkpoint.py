@@ -8,12 +8,19 @@ later run removes when its process is gone):
                             stream each (zstd); Arrow, not Parquet, because it keeps each batch's dictionary of
                             post ids as it was, and the Parquet writer's bytes depend on those dictionaries
 
-The model is rebuilt from the scenario and seed (the world, the behavior model and its encoder, Mesa's agents are
-deterministic functions of them), then everything a step changes is put back: the per-post and per-(post,
-person) arrays, every random stream's bit-generator state, the broker's answer memory and statistics, the feed
+The model is rebuilt from the scenario and seed (the world, the behavior model and its encoder, Mesa's agents,
+the posting pool and the recommender's text similarities are deterministic functions of them), then everything
+a step changes is put back: the per-post and per-(post, person) arrays (retired posts among them), every random
+stream's bit-generator state (the posting draws too), the broker's answer memory and statistics, the feed
 inboxes, the step counter, the DataCollector's rows and the event rows not yet written. The pickle refers to the
-rebuilt, unchanging objects (scenario, population, network, behavior model, broker, the model itself) by name
-instead of copying them, so an encoder or a database handle is never pickled.
+rebuilt, unchanging objects (scenario, population, network, behavior model, broker, posting, recommending, the
+model itself) by name instead of copying them, so an encoder, its lock or a database handle is never pickled.
+
+The engine's parts that hold both state and derived handles (`COMPONENTS`: posting, recommending) say what is
+theirs to keep: `state_dict()` returns it (the recommender's running top lists and the attributes of the
+recommender class, a user's own included) and `load_state_dict()` puts it into the freshly built part.
+`check(model)` pickles all of it once before the first step, so that state which cannot be saved (a user's
+recommender holding a lock, say) is refused with one line naming it, not at the first checkpoint.
 
 On resume the kept row groups are copied, in order, into the new events file: the event log then continues
 exactly where the checkpoint was taken, and the finished `events.parquet` is byte-identical to an uninterrupted
@@ -33,19 +40,28 @@ import pyarrow as pa
 
 from lsbm_sim.errors import LsbmError
 
-FORMAT = 1
+FORMAT = 2
 """Bumped whenever what a checkpoint holds changes; an older checkpoint is refused, not misread."""
 
 STATE = "state.pkl"
 SEGMENTS = "events"
 
+COMPONENTS = ("posting", "recommender")
+"""Parts of the model rebuilt from the scenario whose changing state is saved through their `state_dict()`."""
+
 # Rebuilt from the scenario and seed rather than saved: unchanging, large, or unpicklable (Mesa's weak-keyed
-# agent sets, the DataCollector's lambdas, the event log's open writer, the step method Mesa wraps).
+# agent sets, the DataCollector's lambdas, the event log's open writer, the step method Mesa wraps, the sentence
+# encoder the posting and the recommender use).
 REBUILT = {
     "scenario", "population", "network", "behavior", "broker", "events", "datacollector", "status", "timings",
     "_agent_list", "_agents", "_agents_by_type", "_all_agents", "_hooked", "_deferred", "_user_step", "step",
+    *COMPONENTS,
     "checkpoint_dir", "checkpoint_every",  # the resumed run's own settings
 }  # fmt: skip
+
+
+class CheckpointError(LsbmError):
+    """A checkpoint cannot be saved: state that does not pickle, or a folder that cannot be written."""
 
 
 def checkpoint_dir(out: Path) -> Path:
@@ -77,23 +93,22 @@ class _Unpickler(pickle.Unpickler):
 
 def _shared(model) -> dict[str, Any]:
     """The rebuilt objects state may refer to (e.g. the recommender's `model`), by name."""
-    return {name: getattr(model, name) for name in ("scenario", "population", "network", "behavior", "broker")} | {
-        "model": model
-    }
+    names = ("scenario", "population", "network", "behavior", "broker", *COMPONENTS)
+    shared = {name: getattr(model, name, None) for name in names} | {"model": model}
+    return {name: obj for name, obj in shared.items() if obj is not None}
 
 
-def save(model, folder: Path) -> int:
-    """Write `model`'s state to `folder/state.pkl` atomically; returns its size in bytes.
-
-    The event log's row groups written so far are already in `folder/events/` (see `EventLog.segments`)."""
-    state = {name: value for name, value in model.__dict__.items() if name not in REBUILT}
+def _payload(model) -> dict[str, Any]:
     events = model.events
-    payload = {
+    return {
         "format": FORMAT,
         "scenario_hash": scenario_hash(model.scenario),
         "seed": model.seed,
         "steps_completed": model.steps_completed,
-        "state": state,
+        "state": {name: value for name, value in model.__dict__.items() if name not in REBUILT},
+        "components": {
+            name: part.state_dict() for name in COMPONENTS if (part := getattr(model, name, None)) is not None
+        },
         "broker": {"stats": model.broker.stats, "memory": model.broker._memory},
         "collector": model.datacollector.model_vars,
         "events": {
@@ -101,14 +116,58 @@ def save(model, folder: Path) -> int:
             "buffered": events._buffered, "segments": events.flushes,
         },  # fmt: skip
     }
+
+
+class _Discard:
+    def write(self, data) -> None:
+        pass
+
+
+def check(model) -> None:
+    """Pickle everything a checkpoint of `model` would hold, into nothing, and raise `CheckpointError` naming the
+    part that cannot be saved (a run with --checkpoint-every calls this before its first step)."""
+    payload = _payload(model)
+    shared = {id(obj): name for name, obj in _shared(model).items()}
+    parts = [(f"model.{name}", value) for name, value in payload.pop("state").items()]
+    parts += [(f"model.{name}", value) for name, value in payload.pop("components").items()]
+    parts += list(payload.items())
+    for name, value in parts:
+        try:
+            _Pickler(_Discard(), shared).dump(value)
+        except Exception as exc:
+            part, remedy = _describe_part(model, name)
+            raise CheckpointError(f"--checkpoint-every: {part} cannot be saved in a checkpoint "
+                                  f"({type(exc).__name__}: {exc}){remedy}") from None  # fmt: skip
+
+
+def _describe_part(model, name: str) -> tuple[str, str]:
+    """What the user calls the part `name` of a checkpoint, and what they can do about it."""
+    recommending = getattr(model, "recommender", None)
+    if name == "model.recommender" and recommending is not None:
+        cls = type(recommending.recommender)
+        return (f"the recommender {recommending.name!r} (class {cls.__qualname__})",
+                "; give it picklable attributes, or __getstate__ and __setstate__ that say what to keep")  # fmt: skip
+    return name, ""
+
+
+def save(model, folder: Path) -> int:
+    """Write `model`'s state to `folder/state.pkl` atomically; returns its size in bytes. A save that fails
+    leaves the previous checkpoint as it was.
+
+    The event log's row groups written so far are already in `folder/events/` (see `EventLog.segments`)."""
+    payload = _payload(model)
     shared = {id(obj): name for name, obj in _shared(model).items()}
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{STATE}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        _Pickler(f, shared).dump(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, folder / STATE)
+    try:
+        with open(tmp, "wb") as f:
+            _Pickler(f, shared).dump(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / STATE)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if (folder / SEGMENTS).is_dir():
         _fsync_dir(folder / SEGMENTS)
     _fsync_dir(folder)
@@ -134,6 +193,13 @@ def restore(model, folder: Path) -> None:
         raise LsbmError(f"--resume: {path} is of another scenario (or other --set values) than this run's")
 
     model.__dict__.update(payload["state"])
+    for name in COMPONENTS:
+        part, saved = getattr(model, name, None), payload["components"].get(name)
+        if (part is None) != (saved is None):  # the scenario hash matched, so this is a bug, not a user's error
+            raise RuntimeError(f"checkpoint {path}: {name} is {'absent' if part is None else 'present'} in the "
+                               "rebuilt model but not in the checkpoint")  # fmt: skip
+        if part is not None:
+            part.load_state_dict(saved)
     from lsbm_sim.state import StatusView
 
     model.status = StatusView(model.state, lambda: len(model.item_ids))

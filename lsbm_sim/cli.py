@@ -69,10 +69,9 @@ def run(
     ] = False,
 ) -> None:
     """Run a scenario and write its results folder."""
-    from lsbm_sim.checkpoint import STATE, checkpoint_dir
     from lsbm_sim.scenario import load_scenario
     from lsbm_sim.runner import run as run_scenario
-    from lsbm_sim.results import MANIFEST, check_output_folder, partial_dir
+    from lsbm_sim.results import MANIFEST, check_output_folder
 
     from lsbm_sim.catalog import find_scenario
 
@@ -97,19 +96,12 @@ def run(
             bar["task"] = bar["progress"].add_task(spec.name, total=total)
         bar["progress"].update(bar["task"], completed=done)
 
-    partial = partial_dir(out)
-    earlier_partial = partial.stat().st_mtime_ns if partial.is_dir() else None
     try:
         result = run_scenario(spec, seed=seed, out=out, progress=advance, checkpoint_every=checkpoint_every,
                               resume=resume)  # fmt: skip
     except interrupts.Interrupted as exc:
-        kept = partial.is_dir() and partial.stat().st_mtime_ns != earlier_partial
-        exc.kept = (
-            f"kept the finished steps in {partial}/ (load_results(path, allow_incomplete=True) reads it)"
-            if kept else "stopped before the first step ended; nothing was kept"
-        )  # fmt: skip
-        if kept and (checkpoint_dir(out) / STATE).is_file():
-            exc.kept += f"; the same command with --resume continues from the checkpoint in {checkpoint_dir(out)}/"
+        if exc.kept is None:  # stopped before the run began (the runner says what it kept once it has)
+            exc.kept = "stopped before the first step ended; nothing was kept"
         raise
     finally:
         if bar:

@@ -18,7 +18,8 @@ from contextlib import contextmanager
 
 
 class Interrupted(BaseException):
-    """The command was stopped by a signal; `exit_code` is 128 + its number, `kept` says what was saved.
+    """The command was stopped by a signal; `exit_code` is 128 + its number, `kept` says what was saved, and
+    `not_saved` why a checkpoint that the signal should have saved was not (None when it was, or none was due).
 
     Not a KeyboardInterrupt: typer turns those into a bare exit code, and the command line needs to know which
     signal it was and what the interrupted command kept."""
@@ -27,6 +28,7 @@ class Interrupted(BaseException):
         super().__init__(signal.Signals(signum).name)
         self.signum = int(signum)
         self.kept: str | None = None
+        self.not_saved: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -82,9 +84,12 @@ def requested() -> bool:
     return _pending is not None
 
 
-def raise_if_requested() -> None:
-    """Raise `Interrupted` if a signal arrived since the last check."""
+def raise_if_requested(not_saved: str | None = None) -> None:
+    """Raise `Interrupted` if a signal arrived since the last check (`not_saved`: why the checkpoint it asked for
+    could not be written)."""
     global _pending
     if _pending is not None:
         signum, _pending = _pending, None
-        raise Interrupted(signum)
+        stop = Interrupted(signum)
+        stop.not_saved = not_saved
+        raise stop

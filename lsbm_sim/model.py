@@ -170,6 +170,8 @@ class SocialModel(ResultTables, mesa.Model):
                 "distinct_queries": lambda m: m._last["distinct_queries"],
             }
         )
+        if checkpoint_dir is not None and checkpoint_every:
+            checkpoint.check(self)  # state that cannot be saved is refused now, not at the first checkpoint
         self.timings["setup_seconds"] = time.perf_counter() - started
         for phase in ("enter", "activate", "expose", "decide", "sample", "apply", "collect"):
             self.timings[f"{phase}_seconds"] = 0.0
@@ -488,13 +490,33 @@ class SocialModel(ResultTables, mesa.Model):
         with interrupts.deferred():
             while self.running and self.steps < total:
                 self.step()
-                due = bool(self.checkpoint_every) and self.steps_completed % self.checkpoint_every == 0
-                if self.checkpoint_dir is not None and self.running and (due or interrupts.requested()):
-                    checkpoint.save(self, self.checkpoint_dir)
                 if progress is not None:
                     progress(self.steps, total)
+                # After progress(): a signal that arrives while it runs is still answered with a checkpoint.
+                self._save_checkpoint()
                 interrupts.raise_if_requested()
         self.running = False
+
+    def _save_checkpoint(self) -> None:
+        """Every `checkpoint_every` steps, and at the end of the step a signal arrived in (even the last: the
+        resumed run then only writes the results), save the state to the checkpoint folder.
+
+        A save that fails stops a run that asked for checkpoints with `CheckpointError` (one line; the partial
+        results are kept); a save a signal asked for that fails still ends as the signal's stop, saying why no
+        checkpoint was written."""
+        if self.checkpoint_dir is None:
+            return
+        signalled = interrupts.requested()
+        due = self.running and bool(self.checkpoint_every) and self.steps_completed % self.checkpoint_every == 0
+        if not (due or signalled):
+            return
+        try:
+            checkpoint.save(self, self.checkpoint_dir)
+        except Exception as exc:
+            reason = (f"the checkpoint of step {self.steps_completed} could not be saved to {self.checkpoint_dir}/ "
+                      f"({type(exc).__name__}: {exc})")  # fmt: skip
+            interrupts.raise_if_requested(not_saved=reason)  # a signal is waiting (it may have come during the save)
+            raise checkpoint.CheckpointError(reason) from None
 
 
 

@@ -103,7 +103,16 @@ class Posting:
             weights = np.exp(logits - logits.max(axis=1, keepdims=True))
         cdf = np.cumsum(weights, axis=1)
         self.choice_cdf = cdf / cdf[:, -1:]
-        self.made = 0
+
+    def state_dict(self) -> dict:
+        """Nothing a step changes lives here: the draws come from the model's `posting` stream, whose state the
+        checkpoint keeps with the other streams; the pool, the rates and the choice table are rebuilt from the
+        scenario (the table is people's archetypes x pool texts: large, and derived)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            raise ValueError(f"posting holds no checkpoint state, got {sorted(state)}")
 
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """This step's posters (ascending) and the pool index of the text each posts."""

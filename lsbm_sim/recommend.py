@@ -15,7 +15,8 @@ In the manner of X's and OASIS's recommenders, it works in two stages:
 
 Your own recommender is a class with a `score(candidates)` method returning one number per row (higher is
 shown more), and optionally a `temperature` (default 0.1). Name it in the scenario as "module:Class" (an
-importable module) or "file.py:Class" (a file beside the scenario):
+importable module) or "file.py:Class" (a file beside the scenario). A run's checkpoints keep its attributes
+(give it `__getstate__` and `__setstate__` to choose which), so keep them picklable:
 
 >>> class Newest:
 ...     temperature = 0.05
@@ -157,6 +158,18 @@ class Recommending:
         self._item_text = np.zeros(0, dtype=np.int32)
         # Running top list by similarity, per archetype (item numbers, -1 = empty).
         self._similar = np.full((len(model.population.personas), 0), -1, dtype=np.int64)
+
+    # -------------------------------------------------------------------------------------- checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a step changes: the running top lists and the recommender's own attributes. The rest (the
+        encoder, persona vectors, text similarities, the follow keys) is rebuilt from the scenario with the
+        model, so a checkpoint never holds the encoder or its lock."""
+        return {"similar": self._similar, "recommender": self.recommender.__getstate__()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._similar = state["similar"]
+        put_state(self.recommender, state["recommender"])
 
     # --------------------------------------------------------------------------------------- candidates
 
@@ -302,6 +315,20 @@ class Recommending:
             sharer=np.concatenate([exposures.sharer, np.full(len(person), RECOMMENDED, dtype=np.int32)])[order],
             rank=rank[order].astype(np.int32),
         )
+
+
+def put_state(obj: Any, state: Any) -> None:
+    """Give `obj` the state `obj.__getstate__()` returned: through its own `__setstate__`, or as pickle does for
+    the default forms (None: nothing; a dict of attributes; a pair of such dicts, the second for __slots__)."""
+    setstate = getattr(obj, "__setstate__", None)
+    if setstate is not None:
+        setstate(state)
+        return
+    attributes, slots = state if isinstance(state, tuple) else (state, None)
+    if attributes:
+        obj.__dict__.update(attributes)
+    for name, value in (slots or {}).items():
+        setattr(obj, name, value)
 
 
 def contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lsbm_sim import checkpoint
+from lsbm_sim import checkpoint, interrupts
 from lsbm_sim.agents import UserAgent
 from lsbm_sim.behavior import BehaviorModel
 from lsbm_sim.behavior.base import BehaviorModelBase, QueryBatch, as_batch
@@ -85,10 +85,14 @@ def run(
         result.path = out
         return result
     except BaseException as exc:
-        if model is not None and model.steps_completed > 0:
-            _keep_partial(model, staging, out, exc)
-        if not (kept / checkpoint.STATE).is_file():  # row groups with no state to resume from: nothing to keep
+        partial = model is not None and model.steps_completed > 0 and _keep_partial(model, staging, out, exc)
+        resumable = (kept / checkpoint.STATE).is_file()
+        if not resumable:  # row groups with no state to resume from: nothing to keep
             checkpoint.remove(kept)
+        if isinstance(exc, interrupts.Interrupted):
+            exc.kept = _what_was_kept(out, partial, resumable, exc.not_saved)
+        elif isinstance(exc, checkpoint.CheckpointError) and partial:
+            raise checkpoint.CheckpointError(f"{exc}; the finished steps are kept in {partial_dir(out)}/") from None
         raise
     finally:
         if model is not None:
@@ -97,8 +101,24 @@ def run(
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _keep_partial(model: SocialModel, staging: Path, out: Path, exc: BaseException) -> None:
-    """Save what a failed run gathered to `<out>.partial/`, marked incomplete."""
+def _what_was_kept(out: Path, partial: bool, resumable: bool, not_saved: str | None) -> str:
+    """The line a stopped run ends with: where its finished steps are, and whether and how it can go on."""
+    said = [
+        f"kept the finished steps in {partial_dir(out)}/ (load_results(path, allow_incomplete=True) reads it)"
+        if partial else "stopped before the first step ended; nothing was kept"
+    ]  # fmt: skip
+    if not_saved is not None:
+        said.append(not_saved)
+    if resumable:
+        last = "the last" if not_saved is not None else "the"
+        said.append(f"the same command with --resume continues from {last} checkpoint in {checkpoint.checkpoint_dir(out)}/")
+    elif not_saved is not None:
+        said.append("--resume cannot continue this run")
+    return "; ".join(said)
+
+
+def _keep_partial(model: SocialModel, staging: Path, out: Path, exc: BaseException) -> bool:
+    """Save what a failed run gathered to `<out>.partial/`, marked incomplete; whether it was saved."""
     try:
         model.events.close()
         steps = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
@@ -108,7 +128,8 @@ def _keep_partial(model: SocialModel, staging: Path, out: Path, exc: BaseExcepti
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     except Exception:  # keeping the partial results must never hide the original error
-        pass
+        return False
+    return True
 
 
 def sample_queries(scenario: Scenario | str | Path, n: int, seed: int = 0, overrides: Sequence[str] = ()) -> QueryBatch:

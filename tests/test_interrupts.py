@@ -228,3 +228,91 @@ def test_ctrl_c_stops_a_ray_sweep_its_local_cluster_exits_and_the_same_command_f
     returncode, err = finish(lsbm(*command, cwd=tmp_path), timeout=180)
     assert returncode == 0, err
     assert_whole_sweep(tmp_path, first)
+
+
+def living_platform_sweep(tmp_path: Path) -> tuple[Path, dict, list]:
+    """A sweep whose runs are small living platforms: people post from the pool and an interest recommender fills
+    feed slots (most of a second a run: two workers run the last two after the first two, so those two at least are
+    unfinished when the test stops the sweep on seeing the first)."""
+    path = tmp_path / "living.yaml"
+    doc = small_scenario(steps=20, population={"size": 500, "activity": 0.4})
+    doc["posting"] = {"rate": 0.03, "pool": str(ROOT / "scenarios" / "data" / "posts.jsonl")}
+    doc["feed"] = {"policy": "chronological", "size": 6, "recommender": "interest", "out_of_network": 0.3}
+    path.write_text(yaml.safe_dump(doc))
+    grid = {"feed.out_of_network": [0.2, 0.4]}
+    command = ["sweep", path, "--grid", "feed.out_of_network=0.2,0.4", "--replications", 2, "--workers", 2, "--out", "sw"]
+    return path, grid, command
+
+
+def test_a_sweep_of_runs_that_post_and_recommend_is_stopped_and_the_same_command_finishes_it(tmp_path):
+    from lsbm_sim.sweep import sweep
+
+    path, grid, command = living_platform_sweep(tmp_path)
+    proc = lsbm(*command, cwd=tmp_path)
+    wait_for(lambda: finished_runs(tmp_path), what="a finished run")
+    WORKERS.extend(children(proc.pid))
+    proc.send_signal(signal.SIGINT)
+    returncode, err = finish(proc, timeout=60)
+    assert returncode == 130, err
+    assert "interrupted by SIGINT: kept" in err and "run the same command again" in err and "Traceback" not in err
+    first = {p.name: pd.read_parquet(p / "rows.parquet")["seconds"] for p in finished_runs(tmp_path)}
+    assert 0 < len(first) < 4
+
+    returncode, err = finish(lsbm(*command, cwd=tmp_path))
+    assert returncode == 0, err
+    table = pd.read_parquet(tmp_path / "sw" / "sweep.parquet")
+    for rid, seconds in first.items():  # the runs finished before the signal were not run again (a run's time differs)
+        assert table.loc[table["run_id"] == rid, "seconds"].tolist() == seconds.tolist()
+    assert len(finished_runs(tmp_path)) == 4 and not list((tmp_path / "sw" / "runs").glob(".*"))
+    # Every run once, and each as an uninterrupted sweep (in this process, one run at a time) has it.
+    whole = sweep(path, grid, replications=2, workers=1)
+    assert sorted(table["run"].unique()) == [0, 1, 2, 3] and len(table) == len(whole) > 4 * 2
+    pd.testing.assert_frame_equal(table.drop(columns="seconds"), whole.drop(columns="seconds"))
+
+
+def test_a_calibration_whose_runs_post_and_recommend_is_stopped_and_finished_by_running_it_again(tmp_path, monkeypatch):
+    import optuna
+
+    from lsbm_sim.calibrate import calibrate
+    from lsbm_sim.runner import run
+
+    path = tmp_path / "living.yaml"
+    doc = small_scenario(steps=12, population={"size": 400, "activity": 0.5})
+    doc["posting"] = {"rate": 0.03, "pool": str(ROOT / "scenarios" / "data" / "posts.jsonl")}
+    doc["feed"] = {"policy": "chronological", "size": 6, "recommender": "interest", "out_of_network": 0.3}
+    path.write_text(yaml.safe_dump(doc))
+    run(path, seed=99, out=tmp_path / "truth")  # the "real" cascades
+    command = ["calibrate", path, "--real", "truth", "--param", "behavior.probabilities.share=0.05..0.4",
+               "--trials", 4, "--workers", 1, "--out", "cal"]  # fmt: skip
+
+    def trials() -> list:
+        return optuna.load_study(study_name="calibration", storage=f"sqlite:///{tmp_path / 'cal' / 'study.db'}").get_trials()
+
+    def mid_trial() -> bool:  # a trial finished, and the next one has drawn its value and is running
+        try:
+            now = trials()
+        except Exception:  # the study is being created
+            return False
+        done = [t for t in now if t.state == optuna.trial.TrialState.COMPLETE]
+        return len(done) >= 1 and now[-1].state == optuna.trial.TrialState.RUNNING and bool(now[-1].params)
+
+    proc = lsbm(*command, cwd=tmp_path)
+    wait_for(lambda: (tmp_path / "cal" / "study.db").exists() and mid_trial(), what="a trial running after one finished")
+    proc.send_signal(signal.SIGINT)
+    returncode, err = finish(proc, timeout=60)
+    assert returncode == 130 and "interrupted by SIGINT" in err and "Traceback" not in err, err
+    stopped = trials()
+    finished = [(t.number, t.params, t.value) for t in stopped if t.state == optuna.trial.TrialState.COMPLETE]
+    interrupted = [t for t in stopped if t.state == optuna.trial.TrialState.FAIL]
+    assert 1 <= len(finished) < 4 and len(interrupted) == 1 and interrupted[0].params
+
+    # The same calibration (the study refuses other settings), finished here: the command would add a bootstrap
+    # of the final comparison, seconds that this test does not need.
+    monkeypatch.chdir(tmp_path)  # "truth" names the real data as the command did
+    calibrate(path, "truth", ["behavior.probabilities.share=0.05..0.4"], trials=4, workers=1, out="cal", bootstrap=0)
+    complete = [t for t in trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert [(t.number, t.params, t.value) for t in complete[: len(finished)]] == finished  # none lost or rerun
+    assert len(complete) == 4  # none counted twice
+    retry = [t for t in complete if t.user_attrs.get("retry_of") == interrupted[0].number]
+    assert len(retry) == 1 and retry[0].params == interrupted[0].params  # the stopped trial ran again, once
+    assert (tmp_path / "cal" / "calibration.json").is_file()
