@@ -51,8 +51,9 @@ def test_headline_ab_test_favours_the_wording_the_appeal_model_scores_higher():
     totals, wins, runs = {t: 0 for t in texts}, 0, 0
     for order in (texts, texts[::-1]):
         for seed in range(4):
-            # At real rates (about one reaction in 200 exposures) a variant needs thousands of exposures.
-            overrides = ["population.size=8000", "steps=10", "content.0.author.count=1200", "content.1.author.count=1200"]
+            # At real rates (about one reaction in 200 exposures) a variant needs thousands of exposures: each is
+            # promoted into everyone's feed at this size.
+            overrides = ["population.size=30000", "steps=10"]
             overrides += [f"content.{k}.text={json.dumps(t)}" for k, t in enumerate(order)]
             items = run(path, seed=seed, overrides=overrides, behavior=model).items
             engagement = dict(zip(items["text"], items["like"] + items["share"] + items["comment"]))
