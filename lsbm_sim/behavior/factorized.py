@@ -58,10 +58,10 @@ CONTEXT_FEATURES: tuple[str, ...] = tuple(f for f in SURROGATE_FEATURES if f not
 
 HEAD_FORMAT = "lsbm-sim factorized head"
 DEFAULT_COMPONENTS = 16
-TEXTS_PER_PASS = 32
-"""Texts of one token length encoded together. Fixed, not derived from `behavior.batch_tokens`: on CPUs and GPUs
-a matrix product's last bits can depend on how many rows it has, and a text's vector must not depend on settings
-that only trade speed for memory."""
+TOKENS_PER_PASS = 65_536
+"""Texts of one token length are encoded together, up to this many tokens a forward pass. Fixed, not derived
+from `behavior.batch_tokens`: on CPUs and GPUs a matrix product's last bits can depend on how many rows it has,
+and a text's vector must not depend on a setting that only trades speed for memory."""
 POOLING = "mean of the last hidden layer over all tokens of the text (with BOS)"
 # Each text is read in the words the full prompt frames it with, so its vector is the model's reading of it there.
 PERSONA_FRAME = "Persona: {}"
@@ -85,7 +85,7 @@ class LMTextEncoder:
         self.model_identity = fingerprint("lm-text", weights=scorer.weights_digest, pooling=POOLING)
         # The exact vectors also depend on the arithmetic: dtype, device and how texts are batched.
         self.identity = fingerprint("lm-text-run", model=self.model_identity, dtype=str(scorer.dtype),
-                                    device=scorer.device, texts_per_pass=TEXTS_PER_PASS).replace(":", "-")  # fmt: skip
+                                    device=scorer.device, tokens_per_pass=TOKENS_PER_PASS).replace(":", "-")  # fmt: skip
         self._vectors: dict[str, np.ndarray] = {}
         self.stats: dict[str, float] = {"texts_encoded": 0, "text_tokens": 0, "text_passes": 0, "text_seconds": 0.0}
 
@@ -116,8 +116,9 @@ class LMTextEncoder:
         body = self.scorer.model.base_model  # the transformer without its output layer
         for length in np.unique(lengths).tolist():
             rows = np.flatnonzero(lengths == length)
-            for start in range(0, len(rows), TEXTS_PER_PASS):
-                chunk = rows[start : start + TEXTS_PER_PASS]
+            per_pass = max(1, TOKENS_PER_PASS // length)
+            for start in range(0, len(rows), per_pass):
+                chunk = rows[start : start + per_pass]
                 started = time.perf_counter()
                 batch = torch.tensor([ids[r] for r in chunk.tolist()], dtype=torch.long, device=self.scorer.device)
                 with torch.inference_mode():
