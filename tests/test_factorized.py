@@ -116,10 +116,16 @@ def test_language_model_work_grows_with_texts_not_questions(distilled, tiny_chec
 
 
 def test_vectors_do_not_depend_on_batching_or_the_disk_cache(tmp_path, tiny_checkpoint):
-    texts = ["Persona: a teacher.", "Text: 'hello world'", "Text: 'the same length!'", "Text: 'a longer post about gardens'"]
-    small = LMTextEncoder(HFScorer(tiny_checkpoint, batch_tokens=1), cache=None).encode(texts)
-    large = LMTextEncoder(HFScorer(tiny_checkpoint, batch_tokens=100_000), cache=None).encode(texts)
-    np.testing.assert_array_equal(small, large)
+    texts = ["Persona: a teacher.", "Text: 'hello world.'", "Text: 'hello world!'", "Text: 'hello world?'",
+             "Text: 'a longer post about gardens'"]
+    small = LMTextEncoder(HFScorer(tiny_checkpoint, batch_tokens=1), cache=None)
+    large = LMTextEncoder(HFScorer(tiny_checkpoint, batch_tokens=100_000), cache=None)
+    np.testing.assert_array_equal(small.encode(texts), large.encode(texts))
+    # The texts are grouped alike whatever the budget (on a GPU, other groups could change the last bits).
+    lengths = {len(ids) for ids in small.scorer.encode(texts)}
+    assert len(lengths) < len(texts)  # some texts share a pass
+    assert small.stats["text_passes"] == large.stats["text_passes"] == len(lengths)
+    large = large.encode(texts)
     # Each text alone (no padding, no neighbours) gives its vector within float32 rounding.
     encoder = LMTextEncoder(HFScorer(tiny_checkpoint), cache=None)
     alone = np.concatenate([encoder._run_model([t]) for t in texts])
@@ -129,7 +135,7 @@ def test_vectors_do_not_depend_on_batching_or_the_disk_cache(tmp_path, tiny_chec
     vectors = cold.encode(texts)
     warm = LMTextEncoder(HFScorer(tiny_checkpoint), cache=cache)
     np.testing.assert_array_equal(warm.encode(texts), vectors)
-    assert cold.stats["texts_encoded"] == 4 and warm.stats["texts_encoded"] == 0
+    assert cold.stats["texts_encoded"] == len(texts) and warm.stats["texts_encoded"] == 0
 
 
 def test_runs_give_the_same_events_whatever_the_batch_size_or_cache_state(tmp_path, monkeypatch, distilled,
