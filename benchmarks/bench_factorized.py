@@ -146,6 +146,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=4000)
     parser.add_argument("--hybrid-share", type=float, default=0.01)
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--json", type=Path, default=None, help="also write every run's figures here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -181,6 +182,8 @@ def main() -> None:
                 continue
             print(f"{mode} n = {n:,}: " + json.dumps({k: v for k, v in got.items() if k != "shares_per_post"}), flush=True)
             rows.append(got)
+            if args.json:
+                args.json.write_text(json.dumps({"distillation": report, "runs": rows}, default=str))
 
     print()
     print("| scoring | people x steps | decisions | distinct questions | prompts scored | texts encoded | LM rows "

@@ -238,3 +238,22 @@ def test_bad_inputs_get_one_clear_message(tmp_path, capsys, distilled, tiny_chec
     with pytest.raises(LsbmError, match="--student factorized needs a full-prompt hf teacher"):
         distill("{backend: constant, probabilities: {like: 0.2}}", scenario_file, 10, tmp_path / "h.json",
                 student="factorized")  # fmt: skip
+
+
+def test_the_world_is_the_same_whichever_way_people_are_scored(tmp_path, monkeypatch, distilled, tiny_checkpoint):
+    """Posting and the interest recommender read a behavior model's sentence encoder when it has one; the
+    language model's text vectors must not take its place, or the factorized world would post other texts."""
+    from conftest import ROOT
+
+    _, head_path = distilled
+    monkeypatch.setenv("LSBM_CACHE", str(tmp_path / "cache"))
+    posting = {"posting": {"rate": 0.05, "pool": str(ROOT / "scenarios" / "data" / "posts.jsonl")}}
+    items = {}
+    for name, spec in (("full", {"backend": "hf", "model": str(tiny_checkpoint)}),
+                       ("factorized", behavior(tiny_checkpoint, head_path))):  # fmt: skip
+        world = {**small_world(spec, agents=60, steps=4), **posting}
+        world["feed"] = {**world["feed"], "recommender": "interest", "out_of_network": 0.3}
+        result = run(Scenario.from_dict(world, base_dir=tmp_path))
+        items[name] = result.items.set_index("item_id")["text"] if "text" in result.items else result.items.index
+    assert len(items["full"]) > len(POSTS)  # people posted
+    pd.testing.assert_series_equal(items["factorized"], items["full"])

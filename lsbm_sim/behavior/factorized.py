@@ -341,12 +341,14 @@ def _pairs(batch: QueryBatch, encoder: LMTextEncoder) -> tuple[np.ndarray, np.nd
 class FactorizedScorer(BehaviorModelBase):
     """Language-model text vectors and a distilled head (see the module docstring).
 
+    The encoder is `text_encoder`, not `encoder`: posting and the interest recommender use a behavior model's
+    `encoder` when it has one, and the world must be the same whether people are scored by prompt or by head.
     It has no fingerprint, so the broker keeps its answers in memory only: the head answers a question faster
     than a persistent cache could look it up, and the expensive part, the text vectors, is cached on disk.
     """
 
     def __init__(self, encoder: LMTextEncoder, head: FactorizedHead, reactions: Sequence[str] | None = None):
-        self.encoder = encoder
+        self.text_encoder = encoder
         self.head = head
         self.reactions = tuple(reactions) if reactions is not None else head.reactions
         if self.reactions != head.reactions:
@@ -361,21 +363,21 @@ class FactorizedScorer(BehaviorModelBase):
 
     @property
     def stats(self) -> dict[str, float]:
-        return {**self.encoder.stats, "head_rows": self.head_rows}
+        return {**self.text_encoder.stats, "head_rows": self.head_rows}
 
     def bind(self, simulation: Any) -> None:
         """Encode every text the simulation can show, in one call (see the module docstring)."""
-        self.encoder.encode(sorted(set(simulation_texts(simulation))))
+        self.text_encoder.encode(sorted(set(simulation_texts(simulation))))
 
     def predict_proba(self, queries: QueryBatch | Sequence[Any]) -> np.ndarray:
         batch = as_batch(queries)
         self.head_rows += len(batch)
         if len(batch) == 0:
             return np.zeros((0, len(self.reactions)))
-        return self.head.proba(batch, self.encoder)
+        return self.head.proba(batch, self.text_encoder)
 
     def close(self) -> None:
-        self.encoder.scorer.close()
+        self.text_encoder.scorer.close()
 
 
 def simulation_texts(simulation: Any) -> list[str]:
