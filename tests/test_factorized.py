@@ -232,9 +232,11 @@ def test_bad_inputs_get_one_clear_message(tmp_path, capsys, distilled, tiny_chec
             make_behavior_model(Scenario.from_dict(small_world(spec), base_dir=tmp_path).behavior)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(small_world(behavior(tiny_checkpoint, str(garbled)))))
-    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert "not a valid factorized head" in err and "Traceback" not in err
+    for command in (["validate", str(path)], ["run", str(path), "--out", str(tmp_path / "out")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "not a valid factorized head" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
     with pytest.raises(LsbmError, match="--student factorized needs a full-prompt hf teacher"):
         distill("{backend: constant, probabilities: {like: 0.2}}", scenario_file, 10, tmp_path / "h.json",
                 student="factorized")  # fmt: skip
