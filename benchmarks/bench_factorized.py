@@ -123,6 +123,51 @@ def mean_interval(values: list[float], seed: int = 0, draws: int = 2000) -> tupl
     return float(x.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
+def difference_interval(run: dict, full: dict) -> tuple[float, float, float]:
+    """Share rate per exposure of `run` minus the full prompt's, with a 95% normal interval (independent runs)."""
+    p1, p0 = run["shares"] / run["exposures"], full["shares"] / full["exposures"]
+    se = np.sqrt(p1 * (1 - p1) / run["exposures"] + p0 * (1 - p0) / full["exposures"])
+    return p1 - p0, p1 - p0 - 1.96 * se, p1 - p0 + 1.96 * se
+
+
+def report_tables(rows: list[dict], full_people: int, steps: int) -> None:
+    print()
+    print("| scoring | people x steps | decisions | distinct questions | prompts scored | texts encoded | LM rows "
+          "| LM rows per exposure | steps s | LM s | peak GB |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        label = r["mode"] + (f" ({r['full_prompt_people']:,} people full)" if r["mode"] == "hybrid" else "")
+        print(f"| {label} | {r['n']:,} x {r['steps']} | {r['decisions']:,} | {r['distinct_questions']:,} "
+              f"| {r['prompts_scored']:,} | {r['texts_encoded']:,} | {r['lm_rows']:,} "
+              f"| {r['lm_rows'] / max(r['exposures'], 1):.4f} | {fmt_seconds(r['steps_s'])} "
+              f"| {fmt_seconds(r['model_s'])} | {r['peak_rss_gb']:.2f} |")  # fmt: skip
+
+    same_size = [r for r in rows if r["n"] == full_people]
+    full_run = next((r for r in same_size if r["mode"] == "full"), None)
+    print()
+    print(f"Outcomes at {full_people:,} x {steps} (95% intervals: Wilson for the rate, bootstrap over posts "
+          "for shares per post):")  # fmt: skip
+    print()
+    print("| scoring | exposures | share rate per exposure | difference from full prompt | shares per post |")
+    print("|---|---|---|---|---|")
+    for r in same_size:
+        p, lo, hi = rate_interval(r["shares"], r["exposures"])
+        m, mlo, mhi = mean_interval(r["shares_per_post"])
+        d, dlo, dhi = difference_interval(r, full_run) if full_run is not None and r is not full_run else (0, 0, 0)
+        diff = f"{100 * d:+.3f} ({100 * dlo:+.3f} to {100 * dhi:+.3f}) points" if r is not full_run else "-"
+        print(f"| {r['mode']} | {r['exposures']:,} | {100 * p:.3f}% ({100 * lo:.3f}-{100 * hi:.3f}) | {diff} "
+              f"| {m:.3f} ({mlo:.3f}-{mhi:.3f}) |")  # fmt: skip
+    full = next((r for r in same_size if r["mode"] == "full"), None)
+    if full is not None:
+        per_exposure = full["lm_rows"] / max(full["exposures"], 1)
+        print()
+        for r in rows:
+            if r is not full and r["lm_rows"]:
+                ratio = per_exposure / (r["lm_rows"] / max(r["exposures"], 1))
+                print(f"- {r['mode']} at {r['n']:,} x {r['steps']}: {ratio:,.0f}x fewer LM rows per exposure than the full "
+                      f"prompt at {full['n']:,} x {full['steps']} ({per_exposure:.3f} rows per exposure)")  # fmt: skip
+
+
 def distil(model: Path, head: Path, people: int, steps: int, sample: int) -> dict:
     from lsbm_sim.behavior.hf import HFScorer
     from lsbm_sim.distill import distill_factorized_queries
@@ -146,6 +191,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=4000)
     parser.add_argument("--hybrid-share", type=float, default=0.01)
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--report", type=Path, default=None, help="print the tables of a saved --json file")
     parser.add_argument("--json", type=Path, default=None, help="also write every run's figures here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
@@ -153,6 +199,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--head", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        report_tables(saved["runs"], args.full_people, args.steps)
+        return
     if args.worker:
         print(json.dumps(worker(args)))
         return
@@ -185,38 +235,8 @@ def main() -> None:
             if args.json:
                 args.json.write_text(json.dumps({"distillation": report, "runs": rows}, default=str))
 
-    print()
-    print("| scoring | people x steps | decisions | distinct questions | prompts scored | texts encoded | LM rows "
-          "| LM rows per exposure | steps s | LM s | peak GB |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        label = r["mode"] + (f" ({r['full_prompt_people']:,} people full)" if r["mode"] == "hybrid" else "")
-        print(f"| {label} | {r['n']:,} x {r['steps']} | {r['decisions']:,} | {r['distinct_questions']:,} "
-              f"| {r['prompts_scored']:,} | {r['texts_encoded']:,} | {r['lm_rows']:,} "
-              f"| {r['lm_rows'] / max(r['exposures'], 1):.4f} | {fmt_seconds(r['steps_s'])} "
-              f"| {fmt_seconds(r['model_s'])} | {r['peak_rss_gb']:.2f} |")  # fmt: skip
+    report_tables(rows, args.full_people, args.steps)
 
-    same_size = [r for r in rows if r["n"] == args.full_people]
-    print()
-    print(f"Outcomes at {args.full_people:,} x {args.steps} (95% intervals: Wilson for the rate, bootstrap over posts "
-          "for shares per post):")  # fmt: skip
-    print()
-    print("| scoring | exposures | share rate per exposure | shares per post |")
-    print("|---|---|---|---|")
-    for r in same_size:
-        p, lo, hi = rate_interval(r["shares"], r["exposures"])
-        m, mlo, mhi = mean_interval(r["shares_per_post"])
-        print(f"| {r['mode']} | {r['exposures']:,} | {100 * p:.3f}% ({100 * lo:.3f}-{100 * hi:.3f}) "
-              f"| {m:.3f} ({mlo:.3f}-{mhi:.3f}) |")  # fmt: skip
-    full = next((r for r in same_size if r["mode"] == "full"), None)
-    if full is not None:
-        per_exposure = full["lm_rows"] / max(full["exposures"], 1)
-        print()
-        for r in rows:
-            if r is not full and r["lm_rows"]:
-                ratio = per_exposure / (r["lm_rows"] / max(r["exposures"], 1))
-                print(f"- {r['mode']} at {r['n']:,} x {r['steps']}: {ratio:,.0f}x fewer LM rows per exposure than the full "
-                      f"prompt at {full['n']:,} x {full['steps']} ({per_exposure:.3f} rows per exposure)")  # fmt: skip
 
 if __name__ == "__main__":
     main()
