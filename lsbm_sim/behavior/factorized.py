@@ -223,8 +223,6 @@ class FactorizedHead:
         """Fit the projection on the batch's texts and the head to `targets` (rows x reactions: a teacher's
         probabilities, or one-hot observed reactions) by maximum likelihood (L-BFGS; `l2` penalises the squared
         coefficients against the mean log-likelihood per row)."""
-        from scipy.optimize import minimize
-
         reactions = tuple(reactions)
         targets = np.asarray(targets, dtype=np.float64)
         if targets.shape != (len(batch), len(reactions)):
@@ -248,22 +246,11 @@ class FactorizedHead:
         n_feat = x.shape[1]
         weight = 1.0 / len(x)
 
-        def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            b, w = theta[:n_active], theta[n_active:].reshape(n_active, n_feat)
-            logits = np.zeros((len(x), len(reactions)))
-            logits[:, active] = b + x @ w.T
-            logits -= logits.max(axis=1, keepdims=True)
-            log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-            residual = (np.exp(log_p) - targets) * weight
-            value = -weight * (targets * log_p).sum() + l2 * (w**2).sum()
-            grad_w = residual[:, active].T @ x + 2 * l2 * w
-            return value, np.concatenate([residual[:, active].sum(axis=0), grad_w.ravel()])
-
-        result = minimize(loss, np.zeros(n_active * (1 + n_feat)), jac=True, method="L-BFGS-B", options={"maxiter": 3000})
-        head.intercept[active] = result.x[:n_active]
-        head.coef[active] = result.x[n_active:].reshape(n_active, n_feat)
-        head.fit_report = {"rows": len(batch), "texts": len(texts), "components": k, "loss": float(result.fun),
-                           "converged": bool(result.success)}  # fmt: skip
+        theta, value, converged = fit_softmax(x, targets, active, l2)
+        head.intercept[active] = theta[:, 0]
+        head.coef[active] = theta[:, 1:]
+        head.fit_report = {"rows": len(batch), "texts": len(texts), "components": k, "loss": value,
+                           "converged": converged}  # fmt: skip
         return head
 
     # ------------------------------------------------------------------------------------- saving
@@ -321,6 +308,35 @@ class FactorizedHead:
         except (ValueError, KeyError, TypeError) as exc:
             raise LsbmError(f"{source}: {path} is not a valid factorized head ({exc})") from None
         return head
+
+
+def fit_softmax(x: np.ndarray, targets: np.ndarray, active: list[int], l2: float,
+                max_iter: int = 3000) -> tuple[np.ndarray, float, bool]:  # fmt: skip
+    """Maximum-likelihood multinomial logistic regression (the `active` reactions get an intercept and
+    coefficients, the others a logit of 0) by L-BFGS in float64: (active x (1 + features) parameters, the mean
+    loss, whether it converged). Torch's L-BFGS, not SciPy's: the GPU benchmark's machine has no SciPy."""
+    import torch
+
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    yt = torch.as_tensor(targets, dtype=torch.float64)
+    theta = torch.zeros((len(active), 1 + x.shape[1]), dtype=torch.float64, requires_grad=True)
+    others = torch.zeros((len(x), targets.shape[1]), dtype=torch.float64)
+    index = torch.as_tensor(active)
+    optimizer = torch.optim.LBFGS([theta], max_iter=max_iter, tolerance_grad=1e-10, tolerance_change=1e-14,
+                                  history_size=20, line_search_fn="strong_wolfe")  # fmt: skip
+
+    def loss() -> torch.Tensor:
+        optimizer.zero_grad()
+        logits = others.index_copy(1, index, theta[:, 0] + xt @ theta[:, 1:].T)
+        value = -(yt * torch.log_softmax(logits, dim=1)).sum() / len(x) + l2 * (theta[:, 1:] ** 2).sum()
+        value.backward()
+        return value
+
+    with torch.random.fork_rng(devices=[]):  # nothing random is drawn; the simulation's generators stay untouched
+        optimizer.step(loss)
+    state = optimizer.state[theta]
+    converged = int(state.get("n_iter", 0)) < max_iter
+    return theta.detach().numpy().copy(), float(loss().detach()), converged
 
 
 def _pairs(batch: QueryBatch, encoder: LMTextEncoder) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
