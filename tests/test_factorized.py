@@ -259,3 +259,18 @@ def test_the_world_is_the_same_whichever_way_people_are_scored(tmp_path, monkeyp
         items[name] = result.items.set_index("item_id")["text"] if "text" in result.items else result.items.index
     assert len(items["full"]) > len(POSTS)  # people posted
     pd.testing.assert_series_equal(items["factorized"], items["full"])
+
+
+def test_the_bos_token_is_left_out_of_the_mean(tiny_checkpoint):
+    """Trained Llamas' tokenizers begin every text with BOS, whose hidden state is the same for every text."""
+    import torch
+
+    scorer = HFScorer(tiny_checkpoint)
+    bos, plain = scorer.tokenizer.bos_token_id, scorer.encode
+    scorer.encode = lambda texts: [[bos, *ids] for ids in plain(texts)]  # as a BOS-adding tokenizer encodes
+    text = "Text: 'hello world.'"
+    vector = LMTextEncoder(scorer, cache=None).encode([text])[0]
+    with torch.inference_mode():
+        hidden = scorer.model.base_model(input_ids=torch.tensor(scorer.encode([text]))).last_hidden_state[0].numpy()
+    np.testing.assert_allclose(vector, hidden[1:].mean(axis=0), atol=1e-6)
+    assert np.abs(vector - hidden.mean(axis=0)).max() > 1e-4

@@ -62,7 +62,7 @@ TOKENS_PER_PASS = 65_536
 """Texts of one token length are encoded together, up to this many tokens a forward pass. Fixed, not derived
 from `behavior.batch_tokens`: on CPUs and GPUs a matrix product's last bits can depend on how many rows it has,
 and a text's vector must not depend on a setting that only trades speed for memory."""
-POOLING = "mean of the last hidden layer over all tokens of the text (with BOS)"
+POOLING = "mean of the last hidden layer over the text's tokens, BOS left out"
 # Each text is read in the words the full prompt frames it with, so its vector is the model's reading of it there.
 PERSONA_FRAME = "Persona: {}"
 POST_FRAME = "Text: '{}'"
@@ -114,6 +114,9 @@ class LMTextEncoder:
         lengths = np.array([len(i) for i in ids])
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         body = self.scorer.model.base_model  # the transformer without its output layer
+        # A BOS token's hidden state is the same for every text (it sees only itself), and in trained models it is
+        # often far larger than the others: averaged in, it would add a vector divided by the text's length.
+        bos = self.scorer.tokenizer.bos_token_id
         for length in np.unique(lengths).tolist():
             rows = np.flatnonzero(lengths == length)
             per_pass = max(1, TOKENS_PER_PASS // length)
@@ -123,7 +126,8 @@ class LMTextEncoder:
                 batch = torch.tensor([ids[r] for r in chunk.tolist()], dtype=torch.long, device=self.scorer.device)
                 with torch.inference_mode():
                     hidden = body(input_ids=batch, use_cache=False).last_hidden_state
-                    out[chunk] = hidden.float().mean(dim=1).cpu().numpy()
+                    start = 1 if length > 1 and bos is not None and ids[chunk[0]][0] == bos else 0
+                    out[chunk] = hidden[:, start:].float().mean(dim=1).cpu().numpy()
                 self.stats["text_passes"] += 1
                 self.stats["text_tokens"] += int(length * len(chunk))
                 self.stats["text_seconds"] += time.perf_counter() - started
@@ -198,7 +202,7 @@ class FactorizedHead:
 
     def features(self, batch: QueryBatch, encoder: LMTextEncoder) -> np.ndarray:
         """The head's input, one row per query (for fitting; `proba` computes the same per distinct pair)."""
-        pairs, index, personas, posts = _pairs(batch, encoder)
+        _, index, personas, posts = _pairs(batch, encoder)
         return np.concatenate([self.text_features(personas, posts)[index], context_features(batch)], axis=1)
 
     # ----------------------------------------------------------------------------------- answers
@@ -238,14 +242,10 @@ class FactorizedHead:
         # Signs fixed by the largest loading, so a refit on the same texts gives the same head.
         basis *= np.sign(basis[np.abs(basis).argmax(axis=0), np.arange(k)])
         scale = np.maximum(((texts - mean) @ basis).std(axis=0), 1e-12)
-        n_active = len(reactions) - 1
         head = cls(reactions, encoder.model_identity, mean, basis, scale, np.zeros(len(reactions)),
                    np.zeros((len(reactions), 1 + 3 * k + len(CONTEXT_FEATURES))))  # fmt: skip
         x = head.features(batch, encoder)
         active = [r for r in range(len(reactions)) if r != head.ignore_index]
-        n_feat = x.shape[1]
-        weight = 1.0 / len(x)
-
         theta, value, converged = fit_softmax(x, targets, active, l2)
         head.intercept[active] = theta[:, 0]
         head.coef[active] = theta[:, 1:]
@@ -332,8 +332,7 @@ def fit_softmax(x: np.ndarray, targets: np.ndarray, active: list[int], l2: float
         value.backward()
         return value
 
-    with torch.random.fork_rng(devices=[]):  # nothing random is drawn; the simulation's generators stay untouched
-        optimizer.step(loss)
+    optimizer.step(loss)
     state = optimizer.state[theta]
     converged = int(state.get("n_iter", 0)) < max_iter
     return theta.detach().numpy().copy(), float(loss().detach()), converged
