@@ -207,6 +207,27 @@ def distill_factorized_queries(
     return report
 
 
+def compare_outcomes(scenario: Scenario, teacher_model: BehaviorModel, student_model: BehaviorModel) -> dict[str, Any]:
+    """Run `scenario` (its own seed) with the teacher and with the student: each reaction's rate per exposure, and
+    the student's minus the teacher's with a 95% interval (normal approximation, two independent runs)."""
+    from lsbm_sim.runner import run
+
+    rates: dict[str, dict[str, float]] = {}
+    exposures: dict[str, int] = {}
+    for name, model in (("teacher", teacher_model), ("student", student_model)):
+        result = run(scenario, behavior=model)
+        exposures[name] = int(result.manifest["broker"]["decisions"])
+        rates[name] = {r: int(result.items[r].sum()) / max(exposures[name], 1) for r in teacher_model.reactions
+                       if r != "ignore"}  # fmt: skip
+    outcomes: dict[str, Any] = {"exposures": exposures, "reactions": {}}
+    for reaction, p0 in rates["teacher"].items():
+        p1 = rates["student"][reaction]
+        se = float(np.sqrt(p0 * (1 - p0) / max(exposures["teacher"], 1) + p1 * (1 - p1) / max(exposures["student"], 1)))
+        outcomes["reactions"][reaction] = {"teacher": p0, "student": p1, "difference": p1 - p0,
+                                           "ci_low": p1 - p0 - 1.96 * se, "ci_high": p1 - p0 + 1.96 * se}  # fmt: skip
+    return outcomes
+
+
 def distill(
     teacher: BehaviorSpec | dict[str, Any] | str | Path,
     scenario: Scenario | str | Path,
@@ -216,13 +237,17 @@ def distill(
     holdout: float = 0.2,
     overrides: Sequence[str] = (),
     student: str = "surrogate",
+    compare: bool = False,
 ) -> dict[str, Any]:
     """Distil `teacher` into a surrogate head on a sample of `scenario`'s questions; write it to `out`.
 
     The sample is `sample` distinct questions the agents are asked in a run of the scenario (with the default
     surrogate); `holdout` of them are kept out of the fit and the report's "heldout" figures are computed on
     them: mean KL(teacher || student) and argmax accuracy. `student`: `surrogate` (the embedded model's head)
-    or `factorized` (a head over the teacher's own text vectors; the teacher must be an hf backend).
+    or `factorized` (a head over the teacher's own text vectors; the teacher must be an hf backend). `compare`:
+    also run the scenario with the teacher and with the distilled student and report each reaction's rate per
+    exposure under both (`compare_outcomes`); the teacher's run costs one model row per distinct question, so
+    shrink the scenario with `overrides` for a large model.
     """
     from lsbm_sim.runner import sample_queries
     from lsbm_sim.scenario import load_scenario
@@ -245,6 +270,8 @@ def distill(
     fit = distill_factorized_queries if student == "factorized" else distill_queries
     try:
         report = fit(teacher_model, queries, out, seed=seed, holdout=holdout)
+        if compare:
+            report["outcomes"] = compare_outcomes(scenario, teacher_model, student_model(student, teacher_model, out))
     finally:
         close = getattr(teacher_model, "close", None)
         if close is not None:
@@ -252,6 +279,15 @@ def distill(
     report["scenario"] = scenario.name
     report["teacher_backend"] = spec.backend
     return report
+
+
+def student_model(student: str, teacher_model: Any, head: Path | str) -> BehaviorModel:
+    """The distilled model as a scenario would run it (a factorized one shares the teacher's loaded model)."""
+    if student == "factorized":
+        from lsbm_sim.behavior.factorized import FactorizedHead, FactorizedScorer, LMTextEncoder
+
+        return FactorizedScorer(LMTextEncoder(teacher_model), FactorizedHead.load(head), reactions=teacher_model.reactions)
+    return SurrogateModel.load(head)
 
 
 class _ResolveOnly:
@@ -272,6 +308,8 @@ def distill_command(
     set_: list[str] = typer.Option(None, "--set", help="Override a scenario field, e.g. --set steps=5 (repeatable)."),
     student: str = typer.Option("surrogate", "--student", help="surrogate (the embedded model's head) or factorized "
                                 "(a head over the hf teacher's own text vectors)."),  # fmt: skip
+    compare: bool = typer.Option(False, "--compare", help="Also run the scenario with the teacher and the student and "
+                                 "report each reaction's rate per exposure (the teacher's run is the slow part)."),  # fmt: skip
 ) -> None:
     """Fit the surrogate's head to a language model's answers on a sample of a scenario's questions.
 
@@ -279,7 +317,11 @@ def distill_command(
     --out heads/lsbm.json. Use the head with behavior: {backend: surrogate, head: heads/lsbm.json}.
     """
     report = distill(teacher, scenario, sample, out, seed=seed, holdout=holdout, overrides=list(set_ or []),
-                     student=student)  # fmt: skip
+                     student=student, compare=compare)  # fmt: skip
+    for reaction, r in report.get("outcomes", {}).get("reactions", {}).items():
+        typer.echo(f"{reaction} per exposure in a run of the scenario: teacher {100 * r['teacher']:.3f}%, student "
+                   f"{100 * r['student']:.3f}%, difference {100 * r['difference']:+.3f} points (95% interval "
+                   f"{100 * r['ci_low']:+.3f} to {100 * r['ci_high']:+.3f})")  # fmt: skip
     if student == "factorized":
         held, mean = report["heldout"], report["heldout_mean_answer"]
         typer.echo(

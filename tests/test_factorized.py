@@ -198,12 +198,19 @@ def test_the_distill_command_writes_a_head_a_scenario_runs_with(tmp_path, monkey
     app = typer.Typer()
     app.command()(distill_command)
     result = CliRunner().invoke(app, ["--teacher", f"{{backend: hf, model: {tiny_checkpoint}}}", "--scenario",
-                                      scenario_file, "--sample", "80", "--out", str(out), "--student", "factorized"])  # fmt: skip
+                                      scenario_file, "--sample", "80", "--out", str(out), "--student", "factorized",
+                                      "--compare"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "factorized head" in result.output and "factorized: {head:" in result.output
+    assert "share per exposure in a run of the scenario: teacher" in result.output
     spec = {"backend": "hf", "model": str(tiny_checkpoint), "factorized": {"head": "heads/tiny.json"}}
-    scenario = Scenario.from_dict(small_world(spec), base_dir=tmp_path)  # the head path resolves from the scenario
-    assert len(run(scenario).events) > 0
+    scenario = Scenario.from_dict(small_world(spec, agents=300, steps=6), base_dir=tmp_path)  # the head resolves from here
+    student = run(scenario)
+    assert len(student.events) > 0
+    # The comparison's runs are the scenario's runs with the full prompt and with the distilled head.
+    teacher = run(Scenario.from_dict(small_world({"backend": "hf", "model": str(tiny_checkpoint)}, agents=300, steps=6)))
+    rates = [int(r.items["share"].sum()) / r.manifest["broker"]["decisions"] for r in (teacher, student)]
+    assert f"teacher {100 * rates[0]:.3f}%, student {100 * rates[1]:.3f}%" in result.output
 
 
 def test_bad_inputs_get_one_clear_message(tmp_path, capsys, distilled, tiny_checkpoint, scenario_file):
