@@ -209,6 +209,10 @@ def check_scenario(scenario: Scenario | str | Path, overrides: Sequence[str] = (
         from lsbm_sim.behavior.hf import locate_checkpoint
 
         locate_checkpoint(spec.model, scenario.resolve, spec.allow_pickle)
+    if spec.factorized is not None:  # a readable head file; whether it fits the model is checked when that loads
+        from lsbm_sim.behavior.factorized import FactorizedHead
+
+        FactorizedHead.load(scenario.resolve(spec.factorized.head))
     return {
         "name": scenario.name,
         "agents": population.size,

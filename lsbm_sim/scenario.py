@@ -361,6 +361,23 @@ class ResultsSpec(Strict):
 Backend = Literal["surrogate", "independent_cascade", "linear_threshold", "constant", "hf", "vllm", "openai"]
 
 
+class FullPromptSpec(Strict):
+    """Who is still asked with the full prompt in a hybrid population: `share` of the people, the most followed
+    or a random sample (seeded by the scenario's seed)."""
+
+    share: Annotated[float, Field(gt=0.0, le=1.0)]
+    select: Literal["most_followed", "random"] = "most_followed"
+
+
+class FactorizedSpec(Strict):
+    """The hf backend's language model reads each text once and a distilled head answers (behavior/factorized.py):
+    `head` is the head file (`lsbm-sim distill --student factorized`); `full_prompt` makes the population hybrid."""
+
+    head: Path
+    full_prompt: FullPromptSpec | None = None
+
+
+
 class BehaviorSpec(Strict):
     """Which behavior model answers, and its settings. Fields that a backend does not read must stay unset."""
 
@@ -383,6 +400,9 @@ class BehaviorSpec(Strict):
     scoring: Literal["first_token", "full"] = "first_token"
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    # hf: text vectors and a small head instead of one prompt per question (`scoring` then applies to the
+    # full-prompt people of a hybrid population)
+    factorized: FactorizedSpec | None = None
     # openai-compatible servers
     base_url: str | list[str] | None = None
     api_key_env: str = "OPENAI_API_KEY"
@@ -419,6 +439,8 @@ class BehaviorSpec(Strict):
                 raise ValueError("behavior.probabilities sum to more than 1")
         if self.backend in ("hf", "vllm", "openai") and not self.model:
             raise ValueError(f"backend {self.backend!r} needs behavior.model")
+        if self.factorized is not None and self.backend != "hf":
+            raise ValueError(f"behavior.factorized is read only by 'hf' (it needs the model's hidden states), not {self.backend!r}")
         if self.backend == "openai" and not self.base_url:
             raise ValueError("backend 'openai' needs behavior.base_url")
         if self.p is not None and self.backend != "independent_cascade":

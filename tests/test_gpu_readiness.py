@@ -135,4 +135,5 @@ def test_gpu_all_installs_its_wheels_and_runs_both_tiny_benchmarks_in_a_bare_env
 
     llm, bft = json.loads((out / "gpu_llm.json").read_text()), json.loads((out / "gpu_bft.json").read_text())
     assert llm["prompts"] == 48 and llm["results"][0]["prompts_per_second"] > 0
+    assert llm["factorized"]["texts"] > 0 and llm["factorized"]["head_rows"] == 48
     assert bft["steps"] == 4 and bft["evaluated_rows"] > 0 and "lsbm_behavior.json" in bft["export_files"]

@@ -53,6 +53,10 @@ def make_behavior_model(spec: BehaviorSpec, scenario: Scenario | None = None) ->
         from lsbm_sim.behavior.classic import LinearThresholdModel as cls
     elif backend == "constant":
         from lsbm_sim.behavior.classic import ConstantModel as cls
+    elif backend == "hf" and spec.factorized is not None:
+        from lsbm_sim.behavior import factorized
+
+        return factorized.from_spec(spec, resolve)
     elif backend == "hf":
         from lsbm_sim.behavior.hf import HFScorer as cls
     elif backend == "vllm":

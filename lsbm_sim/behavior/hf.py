@@ -156,9 +156,11 @@ class HFScorer(PromptScorer):
             self.option_ids = [[i] for i in self.plan.first_token_ids(self.tokenizer, source)]
         else:
             self.option_ids = self.plan.option_token_ids(self.tokenizer)
+        # The weights' digest names the model for the full-prompt cache and for factorized heads alike.
+        self.weights_digest = folder_digest(self.folder)
         self._fingerprint = fingerprint(
             "hf",
-            weights=folder_digest(self.folder),
+            weights=self.weights_digest,
             plan=self.plan.describe(),
             dtype=str(self.dtype),
             device=self.device.split(":")[0],
