@@ -131,7 +131,7 @@ def print_summary(result) -> None:
     short = {"item_id": "post", "cascade_size": "nodes", "max_breadth": "breadth", "structural_virality": "virality",
              "half_time": "half-time"}  # fmt: skip
     table.caption = ("nodes: authors + sharers over the post's cascade trees (one per author); depth, breadth: its deepest "
-                     "and widest tree; virality: mean distance within a tree (Goel et al. 2016); half-time: steps "
+                     "and widest tree; virality: mean distance within a tree (Goel et al. 2016); half-time: minutes "
                      "to half the nodes")  # fmt: skip
     for column in summary.columns:
         table.add_column(short.get(column, column), justify="left" if column == "item_id" else "right")
