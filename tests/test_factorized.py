@@ -197,7 +197,8 @@ def test_the_distill_command_writes_a_head_a_scenario_runs_with(tmp_path, monkey
 
     app = typer.Typer()
     app.command()(distill_command)
-    result = CliRunner().invoke(app, ["--teacher", f"{{backend: hf, model: {tiny_checkpoint}}}", "--scenario",
+    teacher_spec = {"backend": "hf", "model": str(tiny_checkpoint), "temperature": TEACHER_TEMPERATURE}
+    result = CliRunner().invoke(app, ["--teacher", json.dumps(teacher_spec), "--scenario",
                                       scenario_file, "--sample", "80", "--out", str(out), "--student", "factorized",
                                       "--compare"])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -208,9 +209,12 @@ def test_the_distill_command_writes_a_head_a_scenario_runs_with(tmp_path, monkey
     student = run(scenario)
     assert len(student.events) > 0
     # The comparison's runs are the scenario's runs with the full prompt and with the distilled head.
-    teacher = run(Scenario.from_dict(small_world({"backend": "hf", "model": str(tiny_checkpoint)}, agents=300, steps=6)))
-    rates = [int(r.items["share"].sum()) / r.manifest["broker"]["decisions"] for r in (teacher, student)]
-    assert f"teacher {100 * rates[0]:.3f}%, student {100 * rates[1]:.3f}%" in result.output
+    teacher = run(Scenario.from_dict(small_world(teacher_spec, agents=300, steps=6)))
+    rates = {reaction: [int(r.items[reaction].sum()) / r.manifest["broker"]["decisions"] for r in (teacher, student)]
+             for reaction in ("like", "share", "comment")}  # fmt: skip
+    assert any(t != s for t, s in rates.values())  # the runs differ, so the report shows which run is which
+    for reaction, (t, s) in rates.items():
+        assert f"{reaction} per exposure in a run of the scenario: teacher {100 * t:.3f}%, student {100 * s:.3f}%" in result.output
 
 
 def test_bad_inputs_get_one_clear_message(tmp_path, capsys, distilled, tiny_checkpoint, scenario_file):
