@@ -44,6 +44,9 @@ from pathlib import Path
 from common import ROOT, print_machine
 
 TWITTER16 = ROOT.parent / "shared" / "data" / "twitter16_cascades"
+# The world `default` and `calibrate --default-model` were designed for: eco_product_launch's first, 5,000-person
+# Barabasi-Albert graph (the scenario now runs 200,000 people on a follower graph).
+ECO_WORLD = ["population.size=5000", "network.kind=barabasi_albert", "network.params={m: 5}"]
 AUSPOL = ROOT.parent / "shared" / "data" / "auspol_retweet_cascades"
 
 
@@ -67,7 +70,7 @@ def default(reps: int) -> None:
 
     real = load_cascades(TWITTER16)
     _, check = split_real(real, seed=0)
-    spec = load_scenario(ROOT / "scenarios" / "eco_product_launch.yaml")
+    spec = load_scenario(ROOT / "scenarios" / "eco_product_launch.yaml", ECO_WORLD)
     seeding = {"content.0.author": {"strategy": "random", "count": 50}, "content.1.author": {"strategy": "random", "count": 50}}
     started = time.perf_counter()
     sim = simulate(spec, seeding, reps, "local", 2, None)
@@ -152,7 +155,7 @@ def calibrate_timing(trials: int, workers: int, default_model: bool) -> None:
 
     real = load_cascades(TWITTER16)
     if default_model:  # the default behavior model: eco_product_launch, 2 posts x 50 random authors, fit feed.size
-        spec = load_scenario(ROOT / "scenarios" / "eco_product_launch.yaml", [
+        spec = load_scenario(ROOT / "scenarios" / "eco_product_launch.yaml", [*ECO_WORLD,
             "content.0.author={strategy: random, count: 50}", "content.1.author={strategy: random, count: 50}"])
         param, size = "feed.size=2..30", "5,000 agents, default behavior model"
     else:
