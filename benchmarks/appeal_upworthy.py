@@ -225,9 +225,10 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap draws")
     parser.add_argument("--pairs", type=int, default=100, help="significant test-week pairs run end to end")
-    parser.add_argument("--replications", type=int, default=10)
-    parser.add_argument("--size", type=int, default=600, help="population of the end-to-end world")
-    parser.add_argument("--steps", type=int, default=10, help="steps of the end-to-end runs")
+    # At real rates a variant needs thousands of exposures: the scenario promotes each into everyone's feed here.
+    parser.add_argument("--replications", type=int, default=4)
+    parser.add_argument("--size", type=int, default=20000, help="population of the end-to-end world")
+    parser.add_argument("--steps", type=int, default=6, help="steps of the end-to-end runs")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-end-to-end", action="store_true")
     parser.add_argument("--skip-scores", action="store_true", help="only the end-to-end part")
