@@ -28,7 +28,7 @@ SCENARIOS = {
     "headline_ab_test": ["population.size=400", "steps=10"],
     "independent_cascade": ["population.size=500", "steps=10"],
     "influencer_vs_random": ["population.size=400", "steps=10"],
-    "misinformation_correction": ["population.size=400", "steps=14"],  # the label at step 12
+    "misinformation_correction": ["population.size=400", "steps=14"],  # the label at step 2, the correction at 4
     # Posting, the interest recommender, engaged events; people post as often as at full size (hundreds of recent
     # posts), so the recommender's running top lists, not only its newest and popular posts, pick the candidates.
     "platform_day": ["population.size=1000", "steps=10", "posting.rate=0.05"],
