@@ -95,15 +95,16 @@ def real_targets(half: int) -> dict:
     }
 
 
-WORLD: list[str] = []  # --set changes to platform_day's world while fitting
+def head_overrides(head: dict) -> list[str]:
+    """`--set` paths for these coefficients ({reaction: {name: value}})."""
+    return [f"behavior.coefficients.{r}.{k}={v}" for r, coefs in head.items() for k, v in coefs.items()]
 
 
 def simulate_with_similarity(path: Path, head: dict, size: int, world: list[str], seed: int) -> pd.DataFrame:
     """A run's exposures (all) with each one's persona-post similarity, the head's `similarity` feature."""
     from lsbm_sim import SocialModel
 
-    overrides = [*world, f"population.size={size}", "results.events=all"]
-    overrides += [f"behavior.coefficients.{r}.{k}={v}" for r, coefs in head.items() for k, v in coefs.items()]
+    overrides = [*world, f"population.size={size}", "results.events=all", *head_overrides(head)]
     model = SocialModel(path, seed=seed, overrides=overrides)
     model.run()
     events = model.result().events
@@ -157,7 +158,7 @@ def simulated_rates(events: pd.DataFrame) -> dict[str, float]:
     return {r: counts.get(r, 0) / len(events) for r in REACTIONS}
 
 
-def fit(size: int, age: float, similarity: bool, rounds: int = 5) -> dict:
+def fit(size: int, age: float, similarity: bool, start: dict, changes: list[str], rounds: int = 5) -> dict:
     """Intercepts, similarity and age coefficients so that platform_day and twitter_cascades both show the
     Twitter exports' pooled rates and platform_day's shares come as fast as #auspol's retweets (fit halves);
     `age` is where the age coefficient starts."""
@@ -167,9 +168,8 @@ def fit(size: int, age: float, similarity: bool, rounds: int = 5) -> dict:
     print("targets (fit halves):", json.dumps(target))
     head = {r: {"intercept": DEFAULT_HEAD[r]["intercept"], "similarity": DEFAULT_HEAD[r]["similarity"], "age": age}
             for r in REACTIONS}  # fmt: skip
-    if START:
-        head = {r: {**head[r], **START.get(r, {})} for r in REACTIONS}
-    worlds = [(SCENARIO, WORLD, 11)] + ([(ROOT / "scenarios" / "twitter_cascades.yaml", [], 7)] if similarity else [])
+    head = {r: {**head[r], **start.get(r, {})} for r in REACTIONS}
+    worlds = [(SCENARIO, changes, 11)] + ([(ROOT / "scenarios" / "twitter_cascades.yaml", [], 7)] if similarity else [])
     for k in range(rounds):
         runs = [simulate_with_similarity(path, head, size, world, seed) for path, world, seed in worlds]
         rates = [simulated_rates(e) for e in runs]
@@ -192,9 +192,6 @@ def fit(size: int, age: float, similarity: bool, rounds: int = 5) -> dict:
     return head
 
 
-START: dict = {}
-
-
 def world(size: int, head: dict, changes: list[str], halves: tuple[int, ...], seeds: tuple[int, ...] = (7,)) -> None:
     """twitter_cascades with these coefficients and world changes, scored on each given half (0 fit, 1 check) of
     the real data: per-impression rates (Twitter exports), shares per follower of author and sharers and the
@@ -203,8 +200,7 @@ def world(size: int, head: dict, changes: list[str], halves: tuple[int, ...], se
     from lsbm_sim.calibrate import split_real
     from lsbm_sim.cascades import compare, load_cascades
 
-    overrides = [*changes, f"population.size={size}", "results.events=all"]
-    overrides += [f"behavior.coefficients.{r}.{k}={v}" for r, coefs in head.items() for k, v in coefs.items()]
+    overrides = [*changes, f"population.size={size}", "results.events=all", *head_overrides(head)]
     items, trees, delays = [], [], []
     for seed in seeds:
         result = run(ROOT / "scenarios" / "twitter_cascades.yaml", seed=seed, overrides=overrides)
@@ -252,12 +248,11 @@ def main() -> None:
                         help="fit: also fit the similarity coefficients, with twitter_cascades' rates as a second target")
     parser.add_argument("--check", action="store_true", help="world: score on the check halves too (report only)")
     parser.add_argument("--size", type=int, default=20000)
-    parser.add_argument("--set", action="append", default=[], help="a change to platform_day's world")
+    parser.add_argument("--set", action="append", default=[], help="a change to the world: platform_day's for fit, twitter_cascades' for world")
     parser.add_argument("--age", type=float, default=-0.4, help="fit: the age coefficient to start from")
     parser.add_argument("--start", type=json.loads, default={},
                         help="fit: coefficients to start from; world: coefficients to run with (JSON)")
     args = parser.parse_args()
-    WORLD.extend(args.set)
     if not DATA.is_dir():
         sys.exit(f"real data not present at {DATA}")
     print_machine()
@@ -268,8 +263,7 @@ def main() -> None:
     elif args.what == "world":
         world(args.size, args.start, args.set, (0, 1) if args.check else (0,))
     else:
-        START.update(args.start)
-        fit(args.size, args.age, args.similarity)
+        fit(args.size, args.age, args.similarity, args.start, args.set)
 
 
 if __name__ == "__main__":
