@@ -798,7 +798,10 @@ def _list_item_schema(schema: Any, item: Any) -> Any:
 
 
 def load_scenario(scenario: Scenario | str | Path, overrides: Sequence[str] = ()) -> Scenario:
-    """A scenario from a YAML file or an object, with `--set` style overrides applied."""
+    """A scenario from a YAML file, a shipped scenario's name (`lsbm-sim scenarios`) or an object, with `--set`
+    style overrides applied."""
+    from lsbm_sim.catalog import find_scenario
+
     if isinstance(scenario, Scenario):
         return scenario.with_overrides(overrides) if overrides else scenario
-    return Scenario.from_yaml(scenario, overrides=overrides)
+    return Scenario.from_yaml(find_scenario(scenario), overrides=overrides)

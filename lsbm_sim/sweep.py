@@ -38,7 +38,7 @@ import pandas as pd
 from lsbm_sim import interrupts
 from lsbm_sim.errors import LsbmError
 from lsbm_sim.results import remove_stale_staging
-from lsbm_sim.scenario import Scenario
+from lsbm_sim.scenario import Scenario, load_scenario
 
 PARAM_PREFIX = "param:"
 RUNS, ROWS, TABLE, PARTIAL_TABLE = "runs", "rows.parquet", "sweep.parquet", "sweep.partial.parquet"
@@ -175,7 +175,7 @@ def sweep(
         raise LsbmError(f"rows must be 'items' or 'cascades', got {rows!r}")
     if executor not in ("local", "ray"):
         raise LsbmError(f"executor must be 'local' or 'ray', got {executor!r}")
-    spec = scenario if isinstance(scenario, Scenario) else Scenario.from_yaml(scenario)
+    spec = load_scenario(scenario)
     grid = dict(grid or {})
     jobs = make_jobs(grid, replications, spec.seed if seed is None else seed)
     resolved: dict[int, Scenario] = {}

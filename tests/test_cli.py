@@ -76,6 +76,31 @@ def test_shipped_scenarios_are_listed_and_run_by_name(tmp_path, capsys, monkeypa
     assert json.loads((tmp_path / "eco" / "manifest.json").read_text())["name"] == "eco_product_launch"
 
 
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        (["calibrate", "eco_product_launch", "--param", "feed.size"], "feed.size"),
+        (["optimize", "eco_product_launch", "--post", "nonesuch", "--variants", "v.txt"], "nonesuch"),
+        (["sweep", "eco_product_launch", "--grid", "colour=1,2"], "colour"),
+    ],
+)
+def test_every_command_finds_a_shipped_scenario_by_name(tmp_path, capsys, monkeypatch, command, error):
+    # Each command is stopped by a later bad argument, so the error shows that the scenario itself was found.
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, *command)
+    assert code == 2 and error in err and "scenario file not found" not in err, err
+
+
+def test_python_runs_a_shipped_scenario_by_name(tmp_path, monkeypatch):
+    from lsbm_sim import run
+    from lsbm_sim.sweep import sweep
+
+    monkeypatch.chdir(tmp_path)
+    small = ["population.size=300", "steps=8"]
+    assert run("eco_product_launch", seed=1, overrides=small).manifest["name"] == "eco_product_launch"
+    assert len(sweep("eco_product_launch", grid={"population.size": [300]}, workers=1)) > 0
+
+
 def test_validate_accepts_a_good_scenario(tmp_path, capsys):
     code, _, err = run_cli(capsys, "validate", write(tmp_path, small_scenario()))
     assert code == 0 and "valid" in err and "300 agents" in err
