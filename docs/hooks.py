@@ -4,6 +4,7 @@
   the typer app, so the page cannot miss one.
 - `<!-- generated: scenario -->` becomes every scenario field with its type and default, read from the pydantic
   schema, each model's docstring above its fields.
+- `<!-- generated: benchmark results -->` becomes benchmarks/RESULTS.md, included rather than retyped.
 - The notebooks in notebooks/ are executed small (LSBM_NOTEBOOK_SMALL=1, as the tests run them) into a folder
   outside the docs and rendered by mkdocs-jupyter with their outputs. A notebook whose real data (its
   `lsbm.needs_shared_data` metadata) is absent is rendered without outputs, with a first cell that says why, so
@@ -177,6 +178,24 @@ def _default(field) -> str:
     return repr(value) if value == "" else str(value)
 
 
+# ----------------------------------------------------------------------------------------- benchmark figures
+
+
+def benchmark_results() -> str:
+    """benchmarks/RESULTS.md as a section of a page: its headings one level down (the page has its own title),
+    and a wrapped line that happens to start with '#' (a hashtag) kept as text, as GitHub shows it."""
+    lines, fenced = [], False
+    for line in (ROOT / "benchmarks" / "RESULTS.md").read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{1,5} ", line):
+            line = "#" + line
+        elif not fenced and re.match(r"#[^#\s]", line):
+            line = "\\" + line
+        lines.append(line)
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------------------------- notebooks
 
 
@@ -208,7 +227,11 @@ def render_notebooks(folder: Path, execute: bool = True) -> list[Path]:
 
 # --------------------------------------------------------------------------------------------- MkDocs events
 
-GENERATED = {"<!-- generated: cli -->": cli_reference, "<!-- generated: scenario -->": scenario_reference}
+GENERATED = {
+    "<!-- generated: cli -->": cli_reference,
+    "<!-- generated: scenario -->": scenario_reference,
+    "<!-- generated: benchmark results -->": benchmark_results,
+}
 
 
 @event_priority(100)  # before mkdocs-jupyter's on_files, which picks the notebooks up

@@ -77,3 +77,14 @@ def test_a_notebook_without_its_real_data_is_rendered_saying_so(tmp_path, monkey
     note = written["real_cascades.ipynb"].cells[1].source
     assert "needs real data" in note and "twitter16_cascades" in note
     assert "LSBM_DOCS_EXECUTE=0" in written["seeding_strategy.ipynb"].cells[1].source
+
+
+def test_the_benchmark_page_includes_all_of_results_md_under_its_own_title():
+    page = hooks.benchmark_results()
+    source = (ROOT / "benchmarks" / "RESULTS.md").read_text().splitlines()
+    shown = page.splitlines()
+    assert len(shown) == len(source)
+    for original, line in zip(source, shown):
+        assert line.lstrip("#\\") == original.lstrip("#\\"), line
+    assert not any(re.match(r"#[^#]", line) for line in shown), "a line that Markdown would make a second page title"
+    assert "<!-- generated: benchmark results -->" in (ROOT / "docs" / "benchmarks.md").read_text()
