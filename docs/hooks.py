@@ -148,8 +148,8 @@ def _join(path: str, name: str) -> str:
 
 
 def _type(annotation) -> str:
-    text = _type_text(annotation)
-    return f"`{text}`".replace("|", "\\|")
+    # "or", not "|": an escaped pipe inside a code span shows its backslash in a Markdown table
+    return f"`{_type_text(annotation).replace(' | ', ' or ')}`"
 
 
 def _type_text(annotation) -> str:
