@@ -174,7 +174,7 @@ def run_story(result) -> list[str]:
         for row in items.itertuples(index=False):
             line = f"{row.item_id} reached {row.reach:,} of {agents:,} people ({row.reach / agents:.1%})"
             if shares:
-                line += f", shared {row.share:,} times"
+                line += f", shared {_times(row.share, 'time')}"
             accounts = "account" if row.cascade_size == 1 else "accounts"
             lines.append(line + f"; its cascade: {row.cascade_size:,} {accounts}, {row.depth} deep.")
         if len(items) >= 2 and items["reach"].iloc[1] > 0:
@@ -188,8 +188,12 @@ def run_story(result) -> list[str]:
     if shares:
         lines.append(f"{(items['share'] == 0).mean():.0%} were never shared.")
     lines.append(f"The widest, {widest.item_id}, reached {widest.reach:,} people ({widest.reach / agents:.1%}); "
-                 f"the deepest cascade went {int(items['depth'].max())} shares deep.")  # fmt: skip
+                 f"the deepest cascade went {_times(int(items['depth'].max()), 'share')} deep.")  # fmt: skip
     return lines
+
+
+def _times(count: int, word: str) -> str:
+    return f"{count:,} {word}" + ("" if count == 1 else "s")
 
 
 def print_story(result, scenario: Path, out: Path) -> None:

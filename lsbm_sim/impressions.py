@@ -86,14 +86,15 @@ def load_impressions(path: Path | str, **options: Any) -> pd.DataFrame:
     """Per-post impressions from any source this module reads, a file or a folder of files of one kind,
     told apart by their header. `options` go to the reader (`replies=True`, `paid=True`).
 
-    >>> import tempfile, pathlib
-    >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (folder / "posts.csv").write_text("post_id,impressions,likes,shares\\na,1000,12,3\\nb,500,4,0\\n")
-    >>> table = load_impressions(folder / "posts.csv")
-    >>> table[["post_id", "impressions", "shares"]].values.tolist()
-    [['a', 1000.0, 3.0], ['b', 500.0, 0.0]]
-    >>> table.attrs["notes"]["missing_columns"]
-    ['comments']
+    Examples:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "posts.csv").write_text("post_id,impressions,likes,shares\\na,1000,12,3\\nb,500,4,0\\n")
+        >>> table = load_impressions(folder / "posts.csv")
+        >>> table[["post_id", "impressions", "shares"]].values.tolist()
+        [['a', 1000.0, 3.0], ['b', 500.0, 0.0]]
+        >>> table.attrs["notes"]["missing_columns"]
+        ['comments']
     """
     path = Path(path)
     files = _files(path)

@@ -64,6 +64,25 @@ def test_the_story_of_a_run_with_many_posts_says_how_reach_is_spread(tmp_path, c
     assert "12 posts; the 1 widest (1%) took" in text and f"{never:.0%} were never shared" in text
 
 
+def test_the_story_counts_in_words_that_agree_with_the_number(tmp_path):
+    """'shared 1 time', 'went 1 share deep': one run's own result, with a post shared once and one shared twice."""
+    from lsbm_sim import run
+    from lsbm_sim.cli import run_story
+
+    few = run(write(tmp_path, small_scenario()), overrides=["steps=4"])
+    few.items.loc[:, "share"] = [1, 2][: len(few.items)]
+    text = " ".join(run_story(few))
+    assert "shared 1 time;" in text and "shared 1 times" not in text
+    if len(few.items) > 1:
+        assert "shared 2 times;" in text
+    posts = [{"id": f"p{i}", "text": f"Post number {i} about the weather"} for i in range(12)]
+    many = run(write(tmp_path, small_scenario(content=posts), "many.yaml"), overrides=["steps=2"])
+    many.items.loc[:, "depth"] = 1
+    assert "the deepest cascade went 1 share deep." in " ".join(run_story(many))
+    many.items.loc[:, "depth"] = 3
+    assert "the deepest cascade went 3 shares deep." in " ".join(run_story(many))
+
+
 def test_shipped_scenarios_are_listed_and_run_by_name(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no scenarios/ folder here
     code, out, _ = run_cli(capsys, "scenarios")

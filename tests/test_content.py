@@ -153,11 +153,11 @@ def test_per_post_share_probability_drives_each_cascade():
         assert rows.empty or np.allclose(rows["p_share"], post.p)
 
 
-def test_the_readme_follower_world_runs_as_written(tmp_path: Path):
+def test_the_documented_follower_world_runs_as_written(tmp_path: Path):
     import yaml
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = next(b for b in readme.split("```yaml\n")[1:] if b.startswith("name: follower_world"))
+    page = (Path(__file__).resolve().parents[1] / "docs" / "reference" / "scenario.md").read_text()
+    block = next(b for b in page.split("```yaml\n")[1:] if b.startswith("name: follower_world"))
     scenario = Scenario.from_dict(yaml.safe_load(block.split("```")[0]))
     model = SocialModel(scenario, overrides=["population.size=3000", "steps=15"])
     model.run()

@@ -31,7 +31,7 @@ def needs_shared_data(notebook) -> list[str]:
 
 
 def test_each_notebook_is_valid_states_its_question_and_runs_small_under_test():
-    # Two studies ship (README); an empty glob would make test_notebook_runs pass by running nothing.
+    # Two studies ship (the site's Notebooks section); an empty glob would make test_notebook_runs pass by running nothing.
     assert {p.stem for p in NOTEBOOKS} >= {"fact_check_label_what_if", "seeding_strategy"}
     for path in NOTEBOOKS:
         notebook = nbformat.read(path, as_version=4)

@@ -168,7 +168,7 @@ def test_a_pool_read_by_its_own_column_names(tmp_path: Path):
 
 
 def test_platform_day_runs_on_real_post_titles(shared_data: Path, tmp_path: Path):
-    """The shipped platform scenario on real posts (Reddit's top 2013 posts, public domain), as the README shows."""
+    """The shipped platform scenario on real posts (Reddit's top 2013 posts, public domain), as docs/how-to/recommender.md shows."""
     from lsbm_sim import run
 
     titles = sorted((shared_data / "reddit_top_2013").glob("*.csv"))
