@@ -53,11 +53,12 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel
 
+from lsbm_sim import interrupts
 from lsbm_sim.cascades import compare, in_minutes, load_cascades
 from lsbm_sim.errors import LsbmError
 from lsbm_sim.impressions import compare_rates, load_impressions
 from lsbm_sim.scenario import Scenario
-from lsbm_sim.sweep import kept_workers
+from lsbm_sim.sweep import kept_workers, stop_kept_workers
 
 OBJECTIVE = ("depth", "structural_virality", "cascade_size")
 STUDY = "calibration"
@@ -300,9 +301,7 @@ def calibrate(
                             "replications, seed or objective); choose another --out")  # fmt: skip
         _retry_unfinished(study, TrialState)
 
-        def score(trial) -> float:
-            values = {p.path: p.suggest(trial) for p in params}
-            runs = fit.simulate(spec, values, replications, executor, workers, ray_address)
+        def record(trial, runs: dict[str, pd.DataFrame]) -> float:
             found = fit.compare(runs)
             cascades = found.get("cascades")
             if cascades is not None:
@@ -314,17 +313,37 @@ def calibrate(
                 trial.set_user_attr("rates_score", found["rates"].score())
             return fit.score(found)
 
+        def simulate_values(values: dict[str, Any]) -> dict[str, pd.DataFrame]:
+            return fit.simulate(spec, values, replications, executor, workers, ray_address)
+
+        # Trials in flight at once: enough that their runs fill the workers (a trial of 1 run leaves the other
+        # workers idle). The sampler proposes that many before it hears back, so a study is the same for the
+        # same number in flight, whatever else differs.
+        in_flight = trials_in_flight(workers if executor == "local" else 1, replications)
         with kept_workers(workers if executor == "local" else 1):
             while (done := _finished(study, TrialState)) < trials:
-                trial = study.ask()
+                # The study's records are written whole: a signal that comes while they are written waits for
+                # the end of the block (a commit cut short would leave the study unreadable).
+                with interrupts.deferred():
+                    batch = [study.ask() for _ in range(min(in_flight, trials - done))]
+                    values = [{p.path: p.suggest(trial) for p in params} for trial in batch]
+                    interrupts.raise_if_requested()
+                told = 0
                 try:
-                    value = score(trial)
+                    results = run_together(simulate_values, values)
+                    with interrupts.deferred():
+                        for trial, runs in zip(batch, results):
+                            value = record(trial, runs)
+                            study.tell(trial, value)
+                            told += 1
+                            if progress:
+                                progress(done + told, trials, value)
+                        interrupts.raise_if_requested()
                 except BaseException:
-                    study.tell(trial, state=TrialState.FAIL)  # proposed again, once, by the next run
+                    with interrupts.deferred():
+                        for trial in batch[told:]:  # proposed again, once each, by the next run
+                            study.tell(trial, state=TrialState.FAIL)
                     raise
-                study.tell(trial, value)
-                if progress:
-                    progress(done + 1, trials, value)
             best = study.best_trial
             runs = fit.simulate(spec, best.params, replications, executor, workers, ray_address)  # same seeds: same runs
         fit_found = fit.compare(runs, bootstrap=bootstrap, floor_splits=20, seed=seed)
@@ -360,6 +379,39 @@ def calibrate(
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
+
+
+def trials_in_flight(workers: int | None, replications: int) -> int:
+    """How many trials run at once: as many as it takes for their runs to fill the workers.
+
+    >>> trials_in_flight(2, 2), trials_in_flight(2, 1), trials_in_flight(16, 3)
+    (1, 2, 6)
+    """
+    import os
+
+    workers = workers or os.cpu_count() or 1
+    return max(1, -(-workers // replications))
+
+
+def run_together(simulate: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
+    """`simulate` for each of `values`, at the same time (threads that hand their runs to the one pool of
+    worker processes, `kept_workers`), in the order given. On an interruption or a failure the workers are
+    stopped, so no thread is left running its trial."""
+    if len(values) == 1:
+        return [simulate(values[0])]
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = ThreadPoolExecutor(max_workers=len(values), thread_name_prefix="lsbm-trial")
+    futures = [threads.submit(simulate, v) for v in values]
+    try:
+        return [f.result() for f in futures]
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        stop_kept_workers()  # the other trials' runs end with the pool instead of running to the end
+        raise
+    finally:
+        threads.shutdown(wait=True, cancel_futures=True)
 
 
 def edge_warnings(params: Sequence[Param], best: dict[str, Any]) -> list[str]:

@@ -387,6 +387,14 @@ def kept_workers(workers: int | None) -> Iterator[None]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def stop_kept_workers() -> None:
+    """Stop the processes of every kept pool (the sweeps using them fail with BrokenProcessPool); the pools are
+    shut down when their `kept_workers` block ends."""
+    for pool in _kept_pools.values():
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+
+
 def _run_ray(jobs, data, base_dir, runs_dir, keep_runs, workers, address, finished, rows_of="items") -> None:
     try:
         import ray

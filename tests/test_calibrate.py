@@ -197,3 +197,43 @@ def test_warnings_at_the_range_edge_and_far_above_the_floor(tmp_path: Path, caps
                  "--set", "content.0.author.count=300"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 0 and "WARNING" not in err, err
+
+
+def test_trials_of_one_run_each_fill_the_workers_and_an_interrupt_stops_them_all(tmp_path: Path):
+    # With 2 workers and 1 run a trial, two trials run at once: the second is proposed before the first is
+    # scored. Ctrl-C in the middle stops both (no thread left running a trial), and the next run retries both.
+    scenario = ic_scenario(tmp_path)
+    run(scenario, seed=99, out=tmp_path / "truth")
+    out = tmp_path / "cal"
+    command = [sys.executable, "-m", "lsbm_sim.cli", "calibrate", str(scenario), "--real", str(tmp_path / "truth"),
+               "--param", "behavior.p=0.03..0.3:log", "--trials", "40", "--replications", "1", "--workers", "2",
+               "--out", str(out), "--set", "population.size=60000"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            try:
+                with sqlite3.connect(out / "study.db") as db:
+                    states = [s for (s,) in db.execute("SELECT state FROM trials ORDER BY number").fetchall()]
+            except sqlite3.OperationalError:
+                continue
+            if states.count("COMPLETE") >= 2 and states[-2:] == ["RUNNING", "RUNNING"]:
+                break
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    trials = trials_of(out)
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    stopped = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(done) >= 2 and len(stopped) == 2, [t.state for t in trials]
+    first, second = done[0], done[1]
+    assert second.datetime_start < first.datetime_complete  # proposed while the first was still running
+
+    calibrate(scenario, tmp_path / "truth", ["behavior.p=0.03..0.3:log"], trials=len(done) + 2, out=out,
+              workers=2, replications=1, overrides=["population.size=60000"], bootstrap=0)  # fmt: skip
+    retries = {t.user_attrs.get("retry_of") for t in trials_of(out) if t.state == optuna.trial.TrialState.COMPLETE}
+    assert {t.number for t in stopped} <= retries
