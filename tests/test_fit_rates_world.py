@@ -42,14 +42,17 @@ def report(name, per_follower, unshared):
             "unshared": unshared, "real unshared": 0.49}  # fmt: skip
 
 
-def test_the_world_chosen_keeps_shares_per_follower_within_2x_then_nears_the_unshared_share(fit_rates):
+def test_the_world_chosen_meets_both_reach_aims_with_the_largest_margin(fit_rates):
     worlds = [
         report("rates off, unshared exact", 2.5e-4, 0.49),
-        report("within 2x, unshared far", 1.0e-4, 0.80),
-        report("within 2x, unshared near", 1.9e-4, 0.52),
-        report("within 2x below, unshared nearer", 0.55e-4, 0.50),
+        report("within 2x at the edge, unshared exact", 1.95e-4, 0.49),
+        report("within 1.4x, unshared 0.01 off", 1.4e-4, 0.50),
+        report("within 2x, unshared 0.1 off", 1.5e-4, 0.59),
     ]
-    assert fit_rates.choose(worlds)["changes"] == ["within 2x below, unshared nearer"]
-    assert fit_rates.choose(worlds[:3])["changes"] == ["within 2x, unshared near"]
+    assert fit_rates.choose(worlds)["changes"] == ["within 1.4x, unshared 0.01 off"]
+    # None meets both: within 2x, the nearest unshared share (not the nearest shares per follower).
+    assert fit_rates.choose([worlds[0], worlds[3], report("within 2x, unshared 0.2 off", 1e-4, 0.69)])["changes"] == [
+        "within 2x, unshared 0.1 off"
+    ]
     # None within 2x: the nearest in shares per follower, whatever its unshared share.
     assert fit_rates.choose([report("3x", 3e-4, 0.49), report("2.5x", 2.5e-4, 0.9)])["changes"] == ["2.5x"]
