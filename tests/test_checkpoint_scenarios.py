@@ -32,7 +32,7 @@ SCENARIOS = {
     # Posting, the interest recommender, engaged events; people post as often as at full size (hundreds of recent
     # posts), so the recommender's running top lists, not only its newest and popular posts, pick the candidates.
     "platform_day": ["population.size=1000", "steps=10", "posting.rate=0.05"],
-    "twitter_cascades": ["population.size=1000", "steps=10"],  # batches of 250 posts at steps 0, 3, 6, 9
+    "twitter_cascades": ["population.size=1000", "steps=10"],  # batches of 100 posts at steps 0 to 9
 }
 CHECKPOINT_EVERY, KILLED_AT, SIGNALLED_AT = 3, 8, 5  # killed two steps after the checkpoint of step 6
 FLUSH_ROWS = 150  # small row groups: the killed run has written some after its checkpoint, which the resume drops
