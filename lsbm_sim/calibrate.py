@@ -301,17 +301,18 @@ def calibrate(
                             "replications, seed or objective); choose another --out")  # fmt: skip
         _retry_unfinished(study, TrialState)
 
-        def record(trial, runs: dict[str, pd.DataFrame]) -> float:
-            found = fit.compare(runs)
+        def attributes(runs: dict[str, pd.DataFrame], found: dict[str, Any]) -> dict[str, Any]:
+            """What a trial records beside its score: the KS distances it was scored on, how many trees."""
+            attrs: dict[str, Any] = {}
             cascades = found.get("cascades")
             if cascades is not None:
                 for row in cascades.table.itertuples(index=False):
-                    trial.set_user_attr(f"ks:{row.metric}", None if pd.isna(row.ks_overall) else float(row.ks_overall))
-                    trial.set_user_attr(f"matched:{row.metric}", None if pd.isna(row.ks_matched) else float(row.ks_matched))
-                trial.set_user_attr("simulated_cascades", len(runs["cascades"]))
+                    attrs[f"ks:{row.metric}"] = None if pd.isna(row.ks_overall) else float(row.ks_overall)
+                    attrs[f"matched:{row.metric}"] = None if pd.isna(row.ks_matched) else float(row.ks_matched)
+                attrs["simulated_cascades"] = len(runs["cascades"])
             if "rates" in found:
-                trial.set_user_attr("rates_score", found["rates"].score())
-            return fit.score(found)
+                attrs["rates_score"] = found["rates"].score()
+            return attrs
 
         def simulate_values(values: dict[str, Any]) -> dict[str, pd.DataFrame]:
             return fit.simulate(spec, values, replications, executor, workers, ray_address)
@@ -331,9 +332,12 @@ def calibrate(
                 told = 0
                 try:
                     results = run_together(simulate_values, values)
+                    found = [fit.compare(runs) for runs in results]
                     with interrupts.deferred():
-                        for trial, runs in zip(batch, results):
-                            value = record(trial, runs)
+                        for trial, runs, comparison in zip(batch, results, found):
+                            for key, attr in attributes(runs, comparison).items():
+                                trial.set_user_attr(key, attr)
+                            value = fit.score(comparison)
                             study.tell(trial, value)
                             told += 1
                             if progress:
