@@ -325,12 +325,13 @@ def calibrate(
             while (done := _finished(study, TrialState)) < trials:
                 # The study's records are written whole: a signal that comes while they are written waits for
                 # the end of the block (a commit cut short would leave the study unreadable).
-                with interrupts.deferred():
-                    batch = [study.ask() for _ in range(min(in_flight, trials - done))]
-                    values = [{p.path: p.suggest(trial) for p in params} for trial in batch]
-                    interrupts.raise_if_requested()
+                batch: list = []
                 told = 0
                 try:
+                    with interrupts.deferred():
+                        batch = [study.ask() for _ in range(min(in_flight, trials - done))]
+                        values = [{p.path: p.suggest(trial) for p in params} for trial in batch]
+                        interrupts.raise_if_requested()
                     results = run_together(simulate_values, values)
                     found = [fit.compare(runs) for runs in results]
                     with interrupts.deferred():
