@@ -353,8 +353,7 @@ def _run_local(jobs, data, base_dir, runs_dir, keep_runs, workers, finished, row
         # staging folders, removed by the next sweep into the same folder).
         for future in futures:
             future.cancel()
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.terminate()
+        _terminate(pool)
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     if kept is None:
@@ -391,8 +390,13 @@ def stop_kept_workers() -> None:
     """Stop the processes of every kept pool (the sweeps using them fail with BrokenProcessPool); the pools are
     shut down when their `kept_workers` block ends."""
     for pool in _kept_pools.values():
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.terminate()
+        _terminate(pool)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's worker processes now (ProcessPoolExecutor has no public way to stop running tasks)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
 
 
 def _run_ray(jobs, data, base_dir, runs_dir, keep_runs, workers, address, finished, rows_of="items") -> None:
