@@ -8,10 +8,11 @@ for one reaction) is set by root-finding so that the simulated effect on the exp
 published point estimate. Every evaluation runs the whole replication (its arms, its seeds: common random
 numbers make the simulated effect a smooth function of the coefficient, so Brent's method converges on it).
 
-The experiments measure one reaction each (an up-vote is a like, a sharing intention a share). The same feature's
-coefficients for the other reactions are scaled by the same factor as the measured one during the fit, so the
-head keeps the proportions between reactions it had (which no experiment here measures) and the fitted effect is
-that of the head as it will ship. The check replications (`role: check`) are never run here.
+The experiments measure one reaction each (an up-vote is a like, a sharing intention a share). What the same
+feature's coefficients for the other reactions do is the file's `fits.others`: `scale` (by the same factor as the
+measured one during the fit, so the head keeps the proportions between reactions it had, which no experiment here
+measures, and the fitted effect is that of the head as it will ship) or `keep` (left as they are; `fits.reason`
+says why). The check replications (`role: check`) are never run here.
 
 It prints, per experiment: the root, the other reactions' scaled values, the simulated effect there with its 95%
 interval, and the wall time.
@@ -31,13 +32,13 @@ from common import print_command, print_machine
 BRACKETS = {"proof": (0.0, 1.5), "labeled": (-3.0, 0.0), "sharers": (-1.0, 3.0)}
 
 
-def scaled(coefficient: str, reaction: str, value: float) -> dict[str, float]:
-    """The feature's coefficient for every reaction when the measured reaction's is `value` (the others scaled by
-    the same factor)."""
+def scaled(coefficient: str, reaction: str, value: float, others: str = "scale") -> dict[str, float]:
+    """The feature's coefficient for every reaction when the measured reaction's is `value`: the others scaled by
+    the same factor (`others="scale"`) or left as they are (`"keep"`: only the measured one is returned)."""
     from lsbm_sim.behavior.surrogate import DEFAULT_HEAD
 
     current = DEFAULT_HEAD[reaction][coefficient]
-    if current == 0:
+    if current == 0 or others == "keep":
         return {reaction: value}
     return {r: round(DEFAULT_HEAD[r][coefficient] * value / current, 6) for r in DEFAULT_HEAD}
 
@@ -55,16 +56,21 @@ def fit(name: str, replications: int | None, overrides: list[str], tolerance: fl
     evaluations = []
 
     def simulate(value: float):
-        changes = [f"behavior.coefficients.{r}.{coefficient}={v}" for r, v in scaled(coefficient, reaction, value).items()]
+        changes = [f"behavior.coefficients.{r}.{coefficient}={v}"
+                   for r, v in scaled(coefficient, reaction, value, rep.fits.others).items()]
         result = run_replication(rep, replications, overrides=[*overrides, *changes])
         evaluations.append((value, result.effect, result.low, result.high))
         print(f"#   {coefficient} ({reaction}) = {value:+.4f}: effect {result.effect:.4f} "
               f"[{result.low:.4f}, {result.high:.4f}]", flush=True)  # fmt: skip
         return result
 
-    def gap(value: float) -> float:
-        effect = simulate(value).effect
-        return effect - target if rep.effect.kind == "difference" else effect / target - 1
+    gaps: dict[float, float] = {}
+
+    def gap(value: float) -> float:  # remembered: Brent's method asks again for the bracket's ends
+        if value not in gaps:
+            effect = simulate(value).effect
+            gaps[value] = effect - target if rep.effect.kind == "difference" else effect / target - 1
+        return gaps[value]
 
     started = time.perf_counter()
     low, high = BRACKETS.get(coefficient, (-3.0, 3.0))
@@ -76,7 +82,7 @@ def fit(name: str, replications: int | None, overrides: list[str], tolerance: fl
     root = brentq(gap, low, high, xtol=tolerance)
     final = simulate(root)
     return {"experiment": name, "coefficient": coefficient, "reaction": reaction, "target": target, "root": root,
-            "scaled": scaled(coefficient, reaction, root), "effect": final.effect, "low": final.low,
+            "scaled": scaled(coefficient, reaction, root, rep.fits.others), "effect": final.effect, "low": final.low,
             "high": final.high, "evaluations": evaluations, "seconds": time.perf_counter() - started}  # fmt: skip
 
 

@@ -134,10 +134,15 @@ class EffectSpec(Strict):
 
 
 class FitsSpec(Strict):
-    """The coefficient of the default head this experiment was used to fit, and the reaction it measures."""
+    """The coefficient of the default head this experiment was used to fit, and the reaction it measures.
+    `others`: what the same feature's coefficients for the reactions the experiment did not measure did in the
+    fit: `scale` (by the same factor as the measured one, keeping the head's proportions) or `keep` (their
+    values; `reason` says why)."""
 
     reaction: Literal["like", "share", "comment"]
     coefficient: str
+    others: Literal["scale", "keep"] = "scale"
+    reason: str = ""
 
 
 class Replication(Strict):
