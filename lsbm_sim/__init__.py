@@ -30,6 +30,8 @@ _HOMES = {
     "SimulationResult": "lsbm_sim.results",
     "load_results": "lsbm_sim.results",
     "Scenario": "lsbm_sim.scenario",
+    "replicate": "lsbm_sim.replications",
+    "plot_replications": "lsbm_sim.replications",
 }
 """Each public name and the module it lives in."""
 
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from lsbm_sim.model import SocialModel
     from lsbm_sim.runner import run
     from lsbm_sim.results import SimulationResult, load_results
+    from lsbm_sim.replications import plot_replications, replicate
     from lsbm_sim.scenario import Scenario
 
 

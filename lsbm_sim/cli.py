@@ -7,6 +7,7 @@
     lsbm-sim calibrate SCENARIO [--real PATH] [--impressions PATH] --param PATH=LOW..HIGH ... [--trials N] [--out DIR]
     lsbm-sim explain "TEXT" [--persona ...] [--scenario ...] [--json] [--edit OLD=>NEW]
     lsbm-sim optimize SCENARIO --post ID --variants FILE [--replications 20] [--out DIR]
+    lsbm-sim replicate [NAME ...] [--replications N] [--out DIR] [--plot FILE] [--set PATH=VALUE ...] | --list
     lsbm-sim serve / distill / bft ...
 
 Bad input (a scenario, a data file, a server's answer) ends with one line on stderr naming what is wrong and
@@ -336,6 +337,75 @@ def sweep(
     if failure is not None:
         console.print(f"[bold red]error:[/] {escape(str(failure))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+@app.command()
+def replicate(
+    names: Annotated[list[str] | None, typer.Argument(help="Replications to run (shipped names or files; default: all).")] = None,
+    replications: Annotated[int | None, typer.Option(help="Seeds per arm (default: each file's).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Keep the runs and replications.parquet here (a rerun reuses them).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel runs (default: CPU count).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Save the plot of published against simulated effects (PNG, SVG, PDF).")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the shipped replications and stop.")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Landmark experiments reproduced in silico: each experiment's published effect [interval] beside the
+    simulated effect [95% interval, paired over seeds], whether they agree, and whether the experiment fitted a
+    coefficient of the default head or only checks it."""
+    from lsbm_sim.replications import load_replication, plot_replications, published_text, describe_effect
+    from lsbm_sim.replications import replicate as run_replications
+    from lsbm_sim.replications import shipped_replications
+
+    if list_:
+        table = Table(title="Shipped replications (lsbm-sim replicate NAME runs one)")
+        for column in ("name", "role", "published", "title"):
+            table.add_column(column, no_wrap=column == "name")
+        for name in shipped_replications():
+            rep = load_replication(name)
+            row = {"published": rep.published.effect if rep.published.effect is not None else float("nan"),
+                   "published_low": rep.published.low if rep.published.low is not None else float("nan"),
+                   "published_high": rep.published.high if rep.published.high is not None else float("nan"),
+                   "published_interval": rep.published.interval, "published_direction": rep.published.direction or "",
+                   "checked": rep.published.checked}  # fmt: skip
+            role = f"fit: {rep.fits.coefficient} ({rep.fits.reaction})" if rep.fits else "check"
+            table.add_row(name, role, published_text(row), rep.title)
+        Console(width=None if sys.stdout.isatty() else 160).print(table)
+        return
+    if replications is not None and replications < 2:
+        raise LsbmError(f"--replications {replications}: an interval needs at least 2 replications")
+    bar: dict = {}
+
+    def advance(name: str, done: int, total: int) -> None:  # one bar per experiment, started as its runs start
+        if "progress" not in bar:
+            bar["progress"] = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                       TimeElapsedColumn(), console=console)  # fmt: skip
+            bar["progress"].start()
+        if name not in bar:
+            bar[name] = bar["progress"].add_task(name, total=total)
+        bar["progress"].update(bar[name], completed=done, total=total)
+
+    try:
+        table = run_replications(names, replications=replications, out=out, overrides=_overrides(set_),
+                                 workers=workers, progress=advance)  # fmt: skip
+    finally:
+        if "progress" in bar:
+            bar["progress"].stop()
+    show = Table(title="Landmark experiments in silico (simulated: 95% interval, paired bootstrap over seeds)")
+    for column in ("experiment", "published", "simulated", "agree", "role", "runs"):
+        show.add_column(column, justify="left" if column in ("experiment", "role") else "right")
+    for _, row in table.iterrows():
+        role = f"fit: {row['fits']}" if row["role"] == "fit" else "check"
+        show.add_row(row["experiment"], published_text(row),
+                     describe_effect(row["simulated"], row["simulated_low"], row["simulated_high"]),
+                     "yes" if row["agree"] else "no", role, f"{row['runs']}")  # fmt: skip
+    Console(width=None if sys.stdout.isatty() else 160).print(show)
+    if not table["checked"].all():
+        console.print("* a published figure not re-checked against the paper here (the replication file says why)")
+    if plot is not None:
+        plot_replications(table, plot)
+        console.print(f"plot: {plot}")
+    if out is not None:
+        console.print(f"table: {out / 'replications.parquet'}")
 
 
 def _params_text(params: dict) -> str:

@@ -51,7 +51,7 @@ def expand_content(scenario: Scenario, rng: np.random.Generator) -> list[tuple[P
         for i, pid in enumerate(entry.ids()):
             spec = PostSpec.model_construct(
                 id=pid, text=texts[i % len(texts)].replace("{i}", str(i)), topic=entry.topic, author=entry.author,
-                step=entry.step, p=None if ps is None else float(ps[i]),
+                step=entry.step, p=None if ps is None else float(ps[i]), initial_likes=entry.initial_likes,
             )  # fmt: skip
             expanded.append((spec, field))
     return expanded

@@ -19,6 +19,32 @@ import numpy as np
 PROMOTED = -1
 """The sharer of an entry the platform put into a feed (a promoted post)."""
 
+_HOLDOUT_TAG = 0x6C73626D686964  # any fixed number: it keeps the holdout's hash apart from other uses of the seed
+
+
+def held_out(seed: int, agent: np.ndarray, item: np.ndarray, share: float) -> np.ndarray:
+    """Which (person, post) pairs are held out of in-network feeds (`feed.hidden_shares`): `share` of all pairs,
+    chosen by a hash of the run's seed, the person and the post's item number. A pure function, so the engine
+    draws nothing for it (with `share` 0 every run is what it was) and an analysis recomputes each pair's
+    condition from the event log.
+
+    >>> held_out(0, np.arange(4), np.zeros(4, dtype=int), 0.0).tolist()
+    [False, False, False, False]
+    >>> round(float(held_out(7, np.arange(100_000), np.full(100_000, 3), 0.25).mean()), 2)
+    0.25
+    """
+    agent = np.asarray(agent, dtype=np.uint64)
+    if share <= 0:
+        return np.zeros(len(agent), dtype=bool)
+    salt = np.random.SeedSequence([int(seed), _HOLDOUT_TAG]).generate_state(1, dtype=np.uint64)[0]
+    x = (np.asarray(item, dtype=np.uint64) << np.uint64(32)) | agent
+    x ^= salt
+    # splitmix64's finaliser: every bit of (seed, person, post) moves every bit of the result.
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53 < share
+
 
 @dataclass
 class Exposures:

@@ -33,7 +33,7 @@ from lsbm_sim.agents import UserAgent
 from lsbm_sim.behavior import BehaviorModel, Broker, make_behavior_model
 from lsbm_sim.behavior.base import AGE_BINS, PROOF_BINS, SEEN_BINS, SHARER_BINS, QueryBatch, bin_value
 from lsbm_sim.content import Post, expand_content, make_post
-from lsbm_sim.feed import PROMOTED, Exposures, Inbox
+from lsbm_sim.feed import PROMOTED, Exposures, Inbox, held_out
 from lsbm_sim.posting import make_posting
 from lsbm_sim.recommend import make_recommender
 from lsbm_sim.results import EventLog
@@ -122,6 +122,8 @@ class SocialModel(ResultTables, mesa.Model):
         self.labels: list[str] = [""]
         self.item_reach = np.zeros(n_items, dtype=np.int64)
         self.item_impressions = np.zeros(n_items, dtype=np.int64)
+        # Planted likes (`initial_likes`): social proof and popularity from no one, kept apart from the likes people give.
+        self.initial_likes = np.array([getattr(spec, "initial_likes", 0) for _, spec, _ in self._schedule], dtype=np.int64)
         self.first_author = np.array([self.posts[i].authors[0] for i in range(n_items)], dtype=np.int32)
         self._exposure_tally = Tally(n)
         self.inbox = Inbox()
@@ -297,8 +299,8 @@ class SocialModel(ResultTables, mesa.Model):
         self._timed("collect", clock)
 
     def item_engagement(self) -> np.ndarray:
-        """Likes, shares and comments so far, per post."""
-        return sum(self.item_reaction_counts.values(), np.zeros(len(self.item_ids), dtype=np.int64))
+        """Likes (planted ones too), shares and comments so far, per post."""
+        return sum(self.item_reaction_counts.values(), self.initial_likes.copy())
 
     def _online(self) -> np.ndarray | None:
         """Who is online this step: each person with probability equal to their activity (None: everyone)."""
@@ -329,9 +331,7 @@ class SocialModel(ResultTables, mesa.Model):
         """The behavior-model question of each exposure, as a batch of binned codes."""
         agent, item = exposures.agent, exposures.item
         _, seen, n_sharers = self.state.facts(item, agent)
-        proof = sum(
-            (c for r, c in self.item_reaction_counts.items() if r != "share"), np.zeros(len(self.item_ids), np.int64)
-        )
+        proof = sum((c for r, c in self.item_reaction_counts.items() if r != "share"), self.initial_likes.copy())
         # What is the same for every viewer of a post is binned once per post, then looked up per exposure.
         return QueryBatch(
             personas=self.population.personas,
@@ -359,6 +359,9 @@ class SocialModel(ResultTables, mesa.Model):
                               np.full(len(agent), t, dtype=np.int32)))  # fmt: skip
         owner, follower = self.network.followers_of_many(agent)
         follower_item = item[owner]
+        if self.scenario.feed.hidden_shares > 0:
+            reached = ~held_out(self.seed, follower, follower_item, self.scenario.feed.hidden_shares)
+            owner, follower, follower_item = owner[reached], follower[reached], follower_item[reached]
         # Count, per (post, follower), the followed accounts that shared it (social proof and linear threshold).
         self.state.add_sharers(follower_item, follower)
         waiting = ~self.state.engaged(follower_item, follower)
@@ -398,6 +401,7 @@ class SocialModel(ResultTables, mesa.Model):
         self.label_of = np.concatenate([self.label_of, np.zeros(k, dtype=np.int32)])
         self.item_reach = np.concatenate([self.item_reach, np.zeros(k, dtype=np.int64)])
         self.item_impressions = np.concatenate([self.item_impressions, np.zeros(k, dtype=np.int64)])
+        self.initial_likes = np.concatenate([self.initial_likes, np.zeros(k, dtype=np.int64)])
         self.first_author = np.concatenate([self.first_author, authors.astype(np.int32)])
         for r in self.item_reaction_counts:
             self.item_reaction_counts[r] = np.concatenate([self.item_reaction_counts[r], np.zeros(k, dtype=np.int64)])

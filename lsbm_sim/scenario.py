@@ -208,7 +208,9 @@ class AuthorSpec(Strict):
 
 class PostSpec(Strict):
     """A post: its text, topic, who posts it and at which step it appears. `p`: its own share probability under
-    the independent_cascade backend (default: behavior.p)."""
+    the independent_cascade backend (default: behavior.p). `initial_likes`: likes it shows when it enters, from
+    no one in the simulation (a planted up-vote, as in randomized rating experiments): they count in its social
+    proof and in popularity ranking, not in its `like` count."""
 
     id: Annotated[str, Field(min_length=1)]
     text: Annotated[str, Field(min_length=1)]
@@ -216,6 +218,7 @@ class PostSpec(Strict):
     author: AuthorSpec = Field(default_factory=AuthorSpec)
     step: NonNegativeInt = 0
     p: Probability | None = None
+    initial_likes: NonNegativeInt = 0
 
     @field_validator("text")
     @classmethod
@@ -230,7 +233,8 @@ class PostBatchSpec(Strict):
     (with {i} replaced), or `texts[i]`, or line i of the UTF-8 file `text_file` (blank lines skipped); a list or
     file shorter than `posts` is used again from its start. Each post draws its own authors by `author`, and under
     the independent_cascade backend its own share probability `p`: a number, or a distribution
-    ({distribution: beta, a, b} or {distribution: uniform, low, high}) from which each post draws one."""
+    ({distribution: beta, a, b} or {distribution: uniform, low, high}) from which each post draws one. Each post
+    shows `initial_likes` planted likes when it enters (see a single post's `initial_likes`)."""
 
     posts: PositiveInt
     id: str = "post-{i}"
@@ -241,6 +245,7 @@ class PostBatchSpec(Strict):
     author: AuthorSpec = Field(default_factory=AuthorSpec)
     step: NonNegativeInt = 0
     p: Activity | None = None
+    initial_likes: NonNegativeInt = 0
 
     @field_validator("id")
     @classmethod
@@ -311,11 +316,15 @@ class FeedSpec(Strict):
     """Who sees what. `all`: every new share of a followee, no cap (the independent-cascade feed);
     `chronological`: newest first; `popularity`: most engaged posts first; `random`: shuffled.
     `size`: how many posts an online person looks at per step (null = no cap). `max_age`: steps after which an
-    unseen share drops out of a feed (null = never)."""
+    unseen share drops out of a feed (null = never). `hidden_shares`: the share of (person, post) pairs for which
+    the shares of the accounts the person follows never reach their feed, nor count as friends who shared (a
+    randomized holdout, as in Bakshy et al. 2012); a pair is held out by a hash of the seed, the person and the
+    post (`lsbm_sim.feed.held_out`), so no other random draw moves and an analysis can tell the pairs apart."""
 
     policy: Literal["all", "chronological", "popularity", "random"] = "chronological"
     size: PositiveInt | None = 10
     max_age: PositiveInt | None = None
+    hidden_shares: Probability = 0.0
     # Out-of-network recommendations (lsbm_sim/recommend.py): `recommender` is none, interest, popularity,
     # random or "module:Class"; `out_of_network` the share of the feed's slots it fills; `candidate_age` the
     # steps a post stays recommendable.

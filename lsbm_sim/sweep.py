@@ -127,7 +127,7 @@ def _publish_run(runs_dir: Path, rid: str, rows: pd.DataFrame, result=None) -> N
     try:
         if result is not None:
             pq.write_table(pa.Table.from_pandas(result.events, preserve_index=False), staging / EVENTS, compression="zstd")
-            write_tables(staging, result.steps, result.items, result.agents, result.manifest)
+            write_tables(staging, result.steps, result.items, result.agents, result.manifest, result.cascades)
         rows.to_parquet(staging / ROWS, index=False)  # last: its presence in runs/<id>/ means finished
         try:
             staging.rename(runs_dir / rid)

@@ -49,6 +49,12 @@ def test_the_wheel_holds_every_shipped_scenario_and_the_files_it_reads(wheel):
         for data in files_named(yaml.safe_load(path.read_text())):
             assert f"lsbm_sim/scenarios/{data}" in names, f"{path.name} reads {data}, which the wheel lacks"
     assert "lsbm_sim/scenarios/data/posts.jsonl" in names  # platform_day's pool: files_named must find it
+    replications = sorted((ROOT / "scenarios" / "replications").rglob("*"))
+    assert any(p.suffix == ".yaml" for p in replications)
+    for path in replications:
+        if path.is_file():
+            inside = f"lsbm_sim/scenarios/{path.relative_to(ROOT / 'scenarios').as_posix()}"
+            assert inside in names, f"the wheel lacks {inside}"
     assert not any(n.startswith("scenarios/") for n in names)  # inside the package, not a top-level folder
 
 
@@ -71,3 +77,9 @@ def test_an_installed_package_lists_and_runs_a_shipped_scenario_by_name(wheel, t
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert ran.stdout.splitlines()[0].startswith(str(site))  # the installed copy ran, not the checkout
     assert (elsewhere / "day" / "manifest.json").is_file()
+    # The landmark experiments run by name too, with the worlds and data their files name.
+    replicated = subprocess.run([sys.executable, "-m", "lsbm_sim.cli", "replicate", "labels_pennycook2020",
+                                 "--replications", "2", "--workers", "1", "--set", "population.size=300",
+                                 "--set", "steps=4"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert replicated.returncode == 0, replicated.stderr[-3000:]
+    assert "labels_pennycook2020" in replicated.stdout and "fit: labeled (share)" in replicated.stdout

@@ -1,6 +1,7 @@
 """The embedded default: the real MiniLM encoder and the logistic head; fitting, saving, loading."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from lsbm_sim.behavior.surrogate import (
     query_features,
 )
 from lsbm_sim.errors import LsbmError
+from lsbm_sim.replications import load_replication
 
 GREEN = "Follows news about environment and science. Aged 25-34, politically left, often shares and comments on posts."
 SPORTS = "Follows news about sports and business. Aged 55-64, politically right, rarely shares or reacts to posts."
@@ -150,7 +152,13 @@ def test_every_feature_is_documented_has_a_default_and_says_where_it_comes_from(
         assert f"\n    {feature} " in surrogate.__doc__, f"feature {feature!r} is not described in the module docstring"
         assert all(feature in DEFAULT_HEAD[r] for r in ("like", "share", "comment")), feature
     assert set(COEFFICIENT_SOURCES) == set(FEATURES) | {"intercept"}
-    assert all(source.startswith(("measured", "assumed", "calibrated")) for source in COEFFICIENT_SOURCES.values())
+    assert all(source.startswith(("measured", "assumed", "calibrated", "fitted")) for source in COEFFICIENT_SOURCES.values())
+    # a coefficient fitted to an experiment names the replication file that reproduces it (lsbm-sim replicate)
+    fitted = {f: source for f, source in COEFFICIENT_SOURCES.items() if source.startswith("fitted")}
+    assert set(fitted) == {"proof", "labeled"}
+    for feature, source in fitted.items():
+        names = re.findall(r"scenarios/replications/(\w+)\.yaml", source)
+        assert names and all(load_replication(n).fits.coefficient == feature for n in names), feature
     # the calibrated share coefficients say what they were fit to (and CALIBRATION names the world and the date)
     calibrated = {f for f, source in COEFFICIENT_SOURCES.items() if source.startswith("calibrated")}
     assert calibrated == {"intercept", "similarity", "sharers", "age"}

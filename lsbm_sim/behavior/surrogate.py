@@ -46,8 +46,17 @@ real time"; every fit on the fit halves of the data, every figure below on the c
   likes yet, just posted) differs between the two variants by the same median ratio (root-finding in
   `benchmarks/appeal_upworthy.py`, part 2). With `similarity` at 0 the model ranks two wordings exactly as the
   read-out does.
+- Experiments. Two coefficients are fitted to randomized experiments, each on an in-silico copy of the
+  experiment's design (`scenarios/replications/`, `lsbm-sim replicate`; root-finding in
+  `benchmarks/fit_experiments.py`): `proof` so that one planted like makes a post's first viewers 32% likelier to
+  like it (Muchnik et al. 2013), and `labeled` so that a fact-checker's warning cuts the sharing of a false
+  headline by 24.7% (Martel & Rand 2024, pooling 21 experiments of Pennycook et al. 2020's design). Each
+  experiment measures one reaction: the label's coefficients for like and comment are scaled with share's,
+  keeping the head's proportions; proof's for share and comment keep their assumed values (scaled with like's,
+  they make platform_day's sharing run away). Other experiments only check the model (fitted to nothing).
 - The share coefficient of friends who shared (`sharers`) comes from a calibration of tree shapes on twitter16
-  (`CALIBRATION`); the other coefficients are assumed (see `COEFFICIENT_SOURCES`).
+  (`CALIBRATION`); `seen`, `promoted`, `disposition` and the like and comment `sharers` are assumed (see
+  `COEFFICIENT_SOURCES`).
 
 For a study, refit the head to data (`fit`) or distil it from a fine-tuned behavior model (`lsbm-sim distill`).
 """
@@ -87,9 +96,16 @@ COEFFICIENT_SOURCES: dict[str, str] = {
                  "exports' likes, retweets and replies per impression (fit half; benchmarks/fit_rates.py)",
     "similarity": "calibrated at a bound: the joint fit of platform_day's and twitter_cascades' rates to the same "
                   "real rates wants it below 0; held at 0 (benchmarks/fit_rates.py fit --similarity)",
-    "proof": "assumed; not calibrated yet (twitter16 trees and the impression exports carry no like-by-like order)",
-    "sharers": "calibrated for share on twitter16 tree shapes (see CALIBRATION); assumed for like and comment",
-    "labeled": "assumed: a warning label cuts liking and sharing and draws comments",
+    "proof": "fitted for like to a randomized experiment (Muchnik et al. 2013: one planted up-vote makes the next "
+             "viewer's up-vote 32% likelier; scenarios/replications/muchnik2013_first_vote.yaml, "
+             "benchmarks/fit_experiments.py); assumed for share and comment (no experiment here measures herding in "
+             "sharing or commenting; scaled with like they make platform_day's sharing run away)",
+    "sharers": "calibrated for share on twitter16 tree shapes (see CALIBRATION; Bakshy et al. 2012's feed experiment "
+               "cannot pin it in silico: scenarios/replications/bakshy2012.yaml); assumed for like and comment",
+    "labeled": "fitted for share to randomized experiments (Martel & Rand 2024's meta-analysis of 21 warning-label "
+               "experiments of Pennycook et al. 2020's design: warnings cut the sharing of false headlines by 24.7%; "
+               "scenarios/replications/labels_pennycook2020.yaml, benchmarks/fit_experiments.py); scaled with share "
+               "by the same factor for like and comment (a label cuts liking less than sharing and draws comments)",
     "age": "calibrated: platform_day's shares come as fast as #auspol's retweets (share within 1 hour of those "
            "within 12 hours; fit half); one value for every reaction",
     "seen": "assumed; not calibrated yet",
@@ -107,15 +123,15 @@ CALIBRATION = "twitter16 fit half in scenarios/twitter_cascades.yaml (share: sha
 APPEAL_COEFFICIENT = 0.93
 DEFAULT_HEAD: dict[str, dict[str, float]] = {
     "like": {
-        "intercept": -5.54, "similarity": 0.0, "proof": 0.15, "sharers": 0.25, "labeled": -0.6,
+        "intercept": -5.54, "similarity": 0.0, "proof": 0.46, "sharers": 0.25, "labeled": -0.14,
         "age": -0.04, "seen": -0.5, "promoted": -0.4, "disposition": 0.4, "appeal": APPEAL_COEFFICIENT,
     },
     "share": {
-        "intercept": -6.98, "similarity": 0.0, "proof": 0.2, "sharers": 0.56, "labeled": -1.4,
+        "intercept": -6.98, "similarity": 0.0, "proof": 0.2, "sharers": 0.56, "labeled": -0.32,
         "age": -0.04, "seen": -0.7, "promoted": -0.6, "disposition": 0.9, "appeal": APPEAL_COEFFICIENT,
     },
     "comment": {
-        "intercept": -7.6, "similarity": 0.0, "proof": 0.2, "sharers": 0.15, "labeled": 0.5,
+        "intercept": -7.6, "similarity": 0.0, "proof": 0.2, "sharers": 0.15, "labeled": 0.11,
         "age": -0.04, "seen": -0.4, "promoted": -0.3, "disposition": 0.5, "appeal": APPEAL_COEFFICIENT,
     },
 }  # fmt: skip
