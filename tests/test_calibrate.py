@@ -137,7 +137,7 @@ TRUE_SHARE, TRUE_LIKE = -2.2, -1.3
 
 
 def rates_scenario(folder: Path, share: float, like: float) -> Path:
-    """120 posts among 400 people under the embedded default, with the share and like intercepts given."""
+    """120 posts among 400 people under the embedded default, with the share and like intercepts given (no herding)."""
     path = folder / f"rates_{share}_{like}.yaml"
     path.write_text(yaml.safe_dump({
         "name": "rates_small", "seed": 1, "steps": 6,
@@ -146,7 +146,10 @@ def rates_scenario(folder: Path, share: float, like: float) -> Path:
         "content": [{"id": f"p{i}", "text": f"Post number {i} about topic {i % 3}", "author": {"strategy": "random"}}
                     for i in range(120)],
         "feed": {"policy": "chronological", "size": 5},
-        "behavior": {"backend": "surrogate", "coefficients": {"share": {"intercept": share}, "like": {"intercept": like}}},
+        # Intercepts alone: with herding (`proof`) on, which of 120 posts catch early likes decides much of a small
+        # world's per-post rates, so one seed's truth is not what another seed's trial should reproduce.
+        "behavior": {"backend": "surrogate", "coefficients": {"share": {"intercept": share, "proof": 0.0},
+                                                              "like": {"intercept": like, "proof": 0.0}}},
     }))  # fmt: skip
     return path
 
@@ -155,7 +158,7 @@ def test_a_rates_target_recovers_known_intercepts(tmp_path: Path):
     truth = run(rates_scenario(tmp_path, TRUE_SHARE, TRUE_LIKE), seed=99)  # another seed than the trials'
     real = truth.items.rename(columns={"like": "likes", "share": "shares", "comment": "comments", "item_id": "post_id"})
     real.attrs["source"] = "the simulated truth"
-    assert real["shares"].sum() > 100 and real["likes"].sum() > 400  # rates with enough counts to pin down
+    assert real["shares"].sum() > 100 and real["likes"].sum() > 300  # rates with enough counts to pin down
     params = [Param.parse("behavior.coefficients.share.intercept=-6.0..-1.0"),
               Param.parse("behavior.coefficients.like.intercept=-5.0..0.0")]  # fmt: skip
     result = calibrate(rates_scenario(tmp_path, -5.0, -4.0), None, params, impressions=real, trials=40, replications=1,
