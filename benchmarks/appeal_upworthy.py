@@ -16,7 +16,7 @@ held-out test weeks 201437..201444; tests touching the flagged weeks 201326..201
    (higher over lower) equals the median real click-rate ratio of those pairs.
 3. **End to end through the simulator.** Significant pairs from the test weeks (one per test, drawn at random
    with a fixed seed): both variants posted into the same small world (scenarios/headline_ab_test.yaml at a
-   small size, the two posts' texts overridden) with `lsbm_sim.sweep` (replication r of every pair runs with
+   small size, the two posts' texts overridden) with `lsbm_sim.studies.sweep` (replication r of every pair runs with
    the same seed: common random numbers); the variant with more engagement (likes + shares + comments) summed
    over the replications is the simulator's pick. Agreement with the real winner, bootstrap interval.
 
@@ -44,7 +44,7 @@ GROUP, TEXT = "clickability_test_id", "headline"
 
 def typical_persona() -> str:
     """A middle-of-the-road reader: the simulator's persona text for mid traits (disposition 0)."""
-    from lsbm_sim.population import persona_text
+    from lsbm_sim.world.population import persona_text
 
     return persona_text("25-34", ("politics", "health"), "center", "medium")
 
@@ -148,7 +148,7 @@ def calibrate(frame: pd.DataFrame, pairs: pd.DataFrame, vectors: dict[str, np.nd
 def end_to_end(parts, pairs, n_pairs: int, replications: int, size: int, steps: int, workers: int, seed: int):
     """Both variants of each pair in the same small world; who gets more engagement over the replications."""
     from lsbm_sim import Scenario
-    from lsbm_sim.sweep import sweep
+    from lsbm_sim.studies.sweep import sweep
 
     test, test_pairs = parts["test"], pairs["test"]
     rng = np.random.default_rng(seed)

@@ -25,7 +25,7 @@ graph) with each of its two posts seeded by 50 random accounts (so each run give
 seeds, and compares its trees with the held-out (check) half of twitter16 that `lsbm-sim calibrate` would use
 (split_real, seed 0): KS overall and at matched size, bootstrap intervals, and the real-vs-real floor.
 
-`calibrate` times `lsbm_sim.calibrate.calibrate` on a realistic case: the independent cascade model on a
+`calibrate` times `lsbm_sim.studies.calibrate.calibrate` on a realistic case: the independent cascade model on a
 20,000-person Barabasi-Albert graph (m = 3) with 1,000 seeding accounts (1,000 trees a run), `behavior.p` fitted
 to twitter16's fit half, 2 replications a trial, 2 local worker processes; it prints the time per trial and
 what 30 trials would take. With `--default-model` it fits `feed.size` of the `default` world above instead
@@ -51,7 +51,7 @@ AUSPOL = ROOT.parent / "shared" / "data" / "auspol_retweet_cascades"
 
 
 def load(repeats: int) -> None:
-    from lsbm_sim.cascades import load_cascades
+    from lsbm_sim.analysis.cascades import load_cascades
 
     times = []
     for _ in range(repeats):
@@ -64,8 +64,9 @@ def load(repeats: int) -> None:
 
 
 def default(reps: int) -> None:
-    from lsbm_sim.calibrate import simulate, split_real
-    from lsbm_sim.cascades import compare, load_cascades
+    from lsbm_sim.studies.calibrate import simulate, split_real
+    from lsbm_sim.analysis.cascades import load_cascades
+    from lsbm_sim.analysis.compare import compare
     from lsbm_sim.scenario import load_scenario
 
     real = load_cascades(TWITTER16)
@@ -84,8 +85,9 @@ def default(reps: int) -> None:
 
 
 def shipped(reps: int) -> None:
-    from lsbm_sim.calibrate import simulate, split_real
-    from lsbm_sim.cascades import compare, load_cascades
+    from lsbm_sim.studies.calibrate import simulate, split_real
+    from lsbm_sim.analysis.cascades import load_cascades
+    from lsbm_sim.analysis.compare import compare
     from lsbm_sim.scenario import load_scenario
 
     real = load_cascades(TWITTER16)
@@ -126,8 +128,9 @@ def staggered(spec, batches: int, every: int):
 def variant(overrides: list[str], reps: int, workers: int, label: str, batches: int | None, every: int) -> None:
     """One world variant of the shipped scenario scored on the FIT halves only (twitter16 split_real seed 0,
     auspol split_real seed 0): what the scenario's world was chosen by. No bootstrap or floor (speed)."""
-    from lsbm_sim.calibrate import simulate, split_real
-    from lsbm_sim.cascades import compare, load_cascades
+    from lsbm_sim.studies.calibrate import simulate, split_real
+    from lsbm_sim.analysis.cascades import load_cascades
+    from lsbm_sim.analysis.compare import compare
     from lsbm_sim.scenario import load_scenario
 
     fit, _ = split_real(load_cascades(TWITTER16), seed=0)
@@ -149,8 +152,8 @@ def variant(overrides: list[str], reps: int, workers: int, label: str, batches: 
 
 
 def calibrate_timing(trials: int, workers: int, default_model: bool) -> None:
-    from lsbm_sim.calibrate import calibrate
-    from lsbm_sim.cascades import load_cascades
+    from lsbm_sim.studies.calibrate import calibrate
+    from lsbm_sim.analysis.cascades import load_cascades
     from lsbm_sim.scenario import load_scenario
 
     real = load_cascades(TWITTER16)

@@ -1,4 +1,4 @@
-"""What a checkpoint costs: seconds per `lsbm_sim.checkpoint.save` and the size of state.pkl, at a given size.
+"""What a checkpoint costs: seconds per `lsbm_sim.engine.checkpoint.save` and the size of state.pkl, at a given size.
 
 Builds a scenario (--scenario, default scenarios/eco_product_launch.yaml) at --agents people, runs --steps
 steps with the event log streamed to a temporary folder, and saves a checkpoint after every step, timing only the
@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from lsbm_sim import checkpoint
-from lsbm_sim.model import SocialModel
+from lsbm_sim.engine import checkpoint
+from lsbm_sim.engine.model import SocialModel
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -42,7 +42,7 @@ TEMPERATURE = 1.0
 def make_teacher(folder: Path) -> Path:
     from lsbm_sim.behavior.checkpoint import BehaviorCheckpoint
     from lsbm_sim.behavior.prompts import behavior_token
-    from lsbm_sim.tiny_models import save_tiny_checkpoint
+    from lsbm_sim.behavior.tiny_models import save_tiny_checkpoint
 
     save_tiny_checkpoint(folder, extra_tokens=[behavior_token(x) for x in LEVELS], seed=2,
                          initializer_range=INITIALIZER_RANGE)
@@ -170,8 +170,8 @@ def report_tables(rows: list[dict], full_people: int, steps: int) -> None:
 
 def distil(model: Path, head: Path, people: int, steps: int, sample: int) -> dict:
     from lsbm_sim.behavior.hf import HFScorer
-    from lsbm_sim.distill import distill_factorized_queries
-    from lsbm_sim.runner import sample_queries
+    from lsbm_sim.studies.distill import distill_factorized_queries
+    from lsbm_sim.engine.runner import sample_queries
 
     started = time.perf_counter()
     queries = sample_queries(SCENARIO, sample, seed=0, overrides=[f"population.size={people}", f"steps={steps}"])

@@ -127,7 +127,7 @@ def main() -> None:
 
     import torch
 
-    from lsbm_sim.tiny_models import save_tiny_checkpoint
+    from lsbm_sim.behavior.tiny_models import save_tiny_checkpoint
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -65,7 +65,7 @@ def engine_worker(args: argparse.Namespace) -> dict:
     import numpy as np
 
     from lsbm_sim import SocialModel
-    from lsbm_sim.model import SHARED
+    from lsbm_sim.engine.model import SHARED
 
     started = time.perf_counter()
     model = SocialModel(ic_scenario(args.n, args.m, args.p, args.seed_fraction, args.steps, args.seed, args.edgelist))
@@ -135,7 +135,7 @@ def measure(size: int, args: argparse.Namespace, folder: Path) -> dict:
     graph = folder / f"ba_{size}.npz"
     if args.edgelist:
         # One graph for every run of both sides, written as a text edge list: networkx's BA algorithm.
-        from lsbm_sim.network import barabasi_albert_edges
+        from lsbm_sim.world.network import barabasi_albert_edges
 
         edges = folder / f"ba_{size}.txt"
         u, v = barabasi_albert_edges(size, args.m, seed=12345)

@@ -5,7 +5,7 @@ memory   a scenario with P hand-listed posts (random authors, entering over the 
          fresh process per P: peak resident memory, the state table's own size, exposures. The posts x people
          arrays this replaced grew by about 0.6 GB per 1,000 posts at 100,000 people; the pair table grows with
          what happened. Run it on an older checkout (PYTHONPATH=that/checkout) for the before figures.
-lookup   a million look-ups among K stored (post, person) keys: the numpy hash table of lsbm_sim.state against a
+lookup   a million look-ups among K stored (post, person) keys: the numpy hash table of lsbm_sim.engine.state against a
          binary search (np.searchsorted) in one sorted key array, the other structure considered.
 
     python benchmarks/bench_state.py                                   # 100k people, 1k/3k/10k posts; lookup at 10M/50M
@@ -64,7 +64,7 @@ def worker(args: argparse.Namespace) -> dict:
 
 
 def lookup(sizes: list[int], queries: int = 1_000_000, repeats: int = 3) -> None:
-    from lsbm_sim.state import PairState
+    from lsbm_sim.engine.state import PairState
 
     print()
     print("| stored pairs | hash table look-up s | sorted array searchsorted s | ratio | hash table bytes/pair |")

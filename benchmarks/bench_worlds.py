@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve()
 def follower_worker(args: argparse.Namespace) -> dict:
     import numpy as np
 
-    from lsbm_sim.network import generate_network
+    from lsbm_sim.world.network import generate_network
     from lsbm_sim.scenario import NetworkSpec
 
     spec = NetworkSpec(kind="follower", params={"exponent": 2.3, "mean_degree": 10})
@@ -46,7 +46,7 @@ def write_worker(args: argparse.Namespace) -> dict:
     import pyarrow.compute as pc
     import pyarrow.csv as pa_csv
 
-    from lsbm_sim.network import follower_edges, power_law_weights
+    from lsbm_sim.world.network import follower_edges, power_law_weights
 
     n = max(args.edges // 10, 10)
     rng = np.random.default_rng(args.seed)
@@ -62,12 +62,12 @@ def write_worker(args: argparse.Namespace) -> dict:
 
 
 def read_worker(args: argparse.Namespace) -> dict:
-    import lsbm_sim.network as network
+    import lsbm_sim.world.graph_files as graph_files
 
     if args.line_reader:
-        network._parse_fast = lambda data, layout: None  # force the line-by-line reader
+        graph_files._parse_fast = lambda data, layout: None  # force the line-by-line reader
     started, cpu = time.perf_counter(), time.process_time()
-    net = network.read_edgelist(Path(args.path), directed=True)
+    net = graph_files.read_edgelist(Path(args.path), directed=True)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {"seconds": seconds, "cpu_seconds": cpu, "nodes": net.n, "edges": net.num_edges, "peak_rss_gb": peak_rss_gb()}
 

@@ -40,7 +40,7 @@ FLAGGED_WEEKS = (201326, 201402)
 def build_base(folder: Path, headlines: list[str], hidden: int, layers: int, vocab: int, seed: int) -> Path:
     """A random Llama whose tokenizer is trained on the training headlines and the prompt's words."""
     from lsbm_sim.bft.instructions import render_level_prompt
-    from lsbm_sim.tiny_models import random_llama, tiny_llama_config, train_tokenizer
+    from lsbm_sim.behavior.tiny_models import random_llama, tiny_llama_config, train_tokenizer
 
     texts = headlines + [render_level_prompt("x", "click", behavior_tokens=False)] * 50
     tokenizer = train_tokenizer(texts, vocab_size=vocab)

@@ -44,7 +44,7 @@ def scaled(coefficient: str, reaction: str, value: float, others: str = "scale")
 
 
 def fit(name: str, replications: int | None, overrides: list[str], tolerance: float) -> dict:
-    from lsbm_sim.replications import load_replication, run_replication
+    from lsbm_sim.studies.replications import load_replication, run_replication
 
     rep = load_replication(name)
     if rep.role != "fit":
@@ -87,7 +87,7 @@ def fit(name: str, replications: int | None, overrides: list[str], tolerance: fl
 
 
 def main() -> None:
-    from lsbm_sim.replications import load_replication, shipped_replications
+    from lsbm_sim.studies.replications import load_replication, shipped_replications
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="replications to fit (default: every one with role: fit)")

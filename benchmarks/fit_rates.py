@@ -53,7 +53,7 @@ def half_of(ids) -> np.ndarray:
 
 def twitter_exports() -> pd.DataFrame:
     """Original tweets (not replies) of both Twitter Analytics exports: impressions, likes, shares, comments."""
-    from lsbm_sim.impressions import load_impressions
+    from lsbm_sim.analysis.impressions import load_impressions
 
     frame = pd.concat(
         [load_impressions(DATA / "impressions" / account / "raw") for account in ("debruine_twitter", "gtieng_twitter")],
@@ -65,9 +65,9 @@ def twitter_exports() -> pd.DataFrame:
 
 def auspol() -> pd.DataFrame:
     """#auspol's retweet events, each with its cascade's half: the split every benchmark uses for real cascades
-    (`lsbm_sim.calibrate.split_real`, seed 0), so that no figure reported on its check half was fitted there."""
-    from lsbm_sim.calibrate import split_real
-    from lsbm_sim.cascades import load_cascades
+    (`lsbm_sim.studies.calibrate.split_real`, seed 0), so that no figure reported on its check half was fitted there."""
+    from lsbm_sim.studies.calibrate import split_real
+    from lsbm_sim.analysis.cascades import load_cascades
 
     frame = pd.read_csv(DATA / "auspol_retweet_cascades" / "auspol_cascades.csv")
     fit, _ = split_real(load_cascades(DATA / "auspol_retweet_cascades"), seed=0)
@@ -201,8 +201,9 @@ def world(size: int, head: dict, changes: list[str], halves: tuple[int, ...], se
     posts nobody shared (#auspol), matched-size tree shapes (twitter16, both sides cut at `min_size` nodes;
     None: twitter16's own smallest tree), speed of shares (#auspol). Prints and returns one report per half."""
     from lsbm_sim import run
-    from lsbm_sim.calibrate import split_real
-    from lsbm_sim.cascades import compare, load_cascades
+    from lsbm_sim.studies.calibrate import split_real
+    from lsbm_sim.analysis.cascades import load_cascades
+    from lsbm_sim.analysis.compare import compare
 
     from lsbm_sim.scenario import Scenario
 

@@ -66,7 +66,7 @@ def build_base(folder: Path, tiny: bool, texts: list[str], device: str) -> Path:
     import torch
     from transformers import LlamaForCausalLM
 
-    from lsbm_sim.tiny_models import llama_3b_config, tiny_llama_config, train_tokenizer
+    from lsbm_sim.behavior.tiny_models import llama_3b_config, tiny_llama_config, train_tokenizer
 
     tokenizer = train_tokenizer(texts, vocab_size=600 if tiny else 8000)
     config = tiny_llama_config(len(tokenizer)) if tiny else llama_3b_config()  # 3B keeps Llama 3's vocabulary size

@@ -52,7 +52,7 @@ LABELS = (None, "Disputed by independent fact-checkers.")
 
 def simulation_queries(n: int, seed: int = 0) -> list[BehaviorQuery]:
     """n distinct questions shaped like the engine's: persona archetypes x posts x binned social contexts."""
-    from lsbm_sim.population import DISPOSITION_TEXT, persona_text
+    from lsbm_sim.world.population import DISPOSITION_TEXT, persona_text
 
     interests = ("environment", "technology", "politics", "health", "sports", "entertainment", "business", "science")
     ages = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
@@ -86,7 +86,7 @@ def build_checkpoint(folder: Path, tiny: bool, prompts: list[str], device: str) 
     """Train a tokenizer on the prompts (so prompt lengths in tokens are realistic), make a random model, save both."""
     import torch
 
-    from lsbm_sim.tiny_models import llama_3b_config, tiny_llama_config, train_tokenizer
+    from lsbm_sim.behavior.tiny_models import llama_3b_config, tiny_llama_config, train_tokenizer
 
     tokenizer = train_tokenizer(prompts[:5000], vocab_size=600 if tiny else 16_000)
     if tiny:
@@ -198,7 +198,7 @@ def time_factorized(hf, batch, teacher_probs: np.ndarray, fit_rows: int) -> dict
 
 
 def mean_kl(p: np.ndarray, q: np.ndarray) -> float:
-    """Mean KL(p || q) in nats (lsbm_sim.distill.agreement's, without importing the scenario schema that this
+    """Mean KL(p || q) in nats (lsbm_sim.studies.distill.agreement's, without importing the scenario schema that this
     script's bare environment lacks)."""
     p, q = np.clip(p, 1e-12, 1.0), np.clip(q, 1e-12, 1.0)
     return float((p * (np.log(p) - np.log(q))).sum(axis=1).mean())

@@ -8,7 +8,7 @@
 # their dependencies) runs both benchmarks as it is: lsbm_sim imports Mesa and pydantic only where the
 # simulation and the scenario schema need them, and the benchmarks use neither, nor scipy, scikit-learn,
 # PyYAML, typer or rich. pydantic, which the image lacks, is the one thing fetched, pinned, ~2.5 MB: it lets
-# whatever still reaches the scenario schema there (BehaviorSpec, `lsbm_sim.distill`) import too. Mesa is
+# whatever still reaches the scenario schema there (BehaviorSpec, `lsbm_sim.studies.distill`) import too. Mesa is
 # left out: the simulation loop is not run on the GPU machine.
 set -euo pipefail
 

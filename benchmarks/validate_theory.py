@@ -31,7 +31,7 @@ def outbreak_fraction(r: float) -> float:
 
 def cascades(n: int, k: float, p: float, posts: int, seed: int):
     from lsbm_sim import Scenario, SocialModel
-    from lsbm_sim.model import SHARED
+    from lsbm_sim.engine.model import SHARED
 
     scenario = Scenario.from_dict(
         {

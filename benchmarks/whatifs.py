@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_command, print_machine  # noqa: E402
 
 from lsbm_sim.behavior.surrogate import DEFAULT_HEAD  # noqa: E402
-from lsbm_sim.sweep import sweep  # noqa: E402
+from lsbm_sim.studies.sweep import sweep  # noqa: E402
 from lsbm_sim.scenario import Scenario  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

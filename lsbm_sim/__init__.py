@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _HOMES = {
-    "UserAgent": "lsbm_sim.agents",
+    "UserAgent": "lsbm_sim.engine.agents",
     "BehaviorModel": "lsbm_sim.behavior",
     "BehaviorQuery": "lsbm_sim.behavior",
     "QueryBatch": "lsbm_sim.behavior",
@@ -25,31 +25,30 @@ _HOMES = {
     "DataError": "lsbm_sim.errors",
     "LsbmError": "lsbm_sim.errors",
     "ScenarioError": "lsbm_sim.errors",
-    "SocialModel": "lsbm_sim.model",
-    "run": "lsbm_sim.runner",
-    "SimulationResult": "lsbm_sim.results",
-    "load_results": "lsbm_sim.results",
+    "SocialModel": "lsbm_sim.engine.model",
+    "run": "lsbm_sim.engine.runner",
+    "SimulationResult": "lsbm_sim.analysis.results",
+    "load_results": "lsbm_sim.analysis.results",
     "Scenario": "lsbm_sim.scenario",
-    "replicate": "lsbm_sim.replications",
-    "plot_replications": "lsbm_sim.replications",
+    "replicate": "lsbm_sim.studies.replications",
+    "plot_replications": "lsbm_sim.studies.replications",
+    "explain": "lsbm_sim.studies.explain",
+    "optimize": "lsbm_sim.studies.optimize",
 }
 """Each public name and the module it lives in."""
 
-# Imported now, not on first use: `explain` is also the name of its module, and importing `lsbm_sim.explain`
-# anywhere would otherwise leave the module, not the function, as `lsbm_sim.explain`. It needs neither Mesa
-# nor pydantic.
-from lsbm_sim.explain import explain, optimize  # noqa: E402
-
-__all__ = sorted([*_HOMES, "explain", "optimize"])
+__all__ = sorted(_HOMES)
 
 if TYPE_CHECKING:
-    from lsbm_sim.agents import UserAgent
+    from lsbm_sim.engine.agents import UserAgent
     from lsbm_sim.behavior import BehaviorModel, BehaviorQuery, QueryBatch, SocialContext
     from lsbm_sim.errors import DataError, LsbmError, ScenarioError
-    from lsbm_sim.model import SocialModel
-    from lsbm_sim.runner import run
-    from lsbm_sim.results import SimulationResult, load_results
-    from lsbm_sim.replications import plot_replications, replicate
+    from lsbm_sim.engine.model import SocialModel
+    from lsbm_sim.engine.runner import run
+    from lsbm_sim.analysis.results import SimulationResult, load_results
+    from lsbm_sim.studies.explain import explain
+    from lsbm_sim.studies.optimize import optimize
+    from lsbm_sim.studies.replications import plot_replications, replicate
     from lsbm_sim.scenario import Scenario
 
 

@@ -32,7 +32,7 @@ with warnings.catch_warnings():  # solara's hook checker complains about Mesa's 
     from mesa.visualization.utils import update_counter
 
 from lsbm_sim.catalog import shipped_scenarios  # noqa: E402
-from lsbm_sim.model import SocialModel  # noqa: E402
+from lsbm_sim.engine.model import SocialModel  # noqa: E402
 from lsbm_sim.scenario import Scenario, load_scenario  # noqa: E402
 
 SCENARIO_ENV = "LSBM_APP_SCENARIO"

@@ -27,7 +27,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lsbm_sim import interrupts
+from lsbm_sim.engine import interrupts
 from lsbm_sim.errors import LsbmError
 
 app = typer.Typer(
@@ -71,8 +71,8 @@ def run(
 ) -> None:
     """Run a scenario and write its results folder."""
     from lsbm_sim.scenario import load_scenario
-    from lsbm_sim.runner import run as run_scenario
-    from lsbm_sim.results import MANIFEST, check_output_folder
+    from lsbm_sim.engine.runner import run as run_scenario
+    from lsbm_sim.analysis.results import MANIFEST, check_output_folder
 
     from lsbm_sim.catalog import find_scenario
 
@@ -128,7 +128,7 @@ def print_summary(result) -> None:
     out = Console(width=None if sys.stdout.isatty() else 160)
     table = Table(title=f"{result.manifest['name']} (seed {result.manifest['seed']}, {result.manifest['agents']:,} agents)")
     summary = result.summary(top=SUMMARY_POSTS)
-    # Labels that say what they count (a post has one cascade tree per author; see lsbm_sim.metrics).
+    # Labels that say what they count (a post has one cascade tree per author; see lsbm_sim.analysis.metrics).
     short = {"item_id": "post", "cascade_size": "nodes", "max_breadth": "breadth", "structural_virality": "virality",
              "half_time": "half-time"}  # fmt: skip
     table.caption = ("nodes: authors + sharers over the post's cascade trees (one per author); depth, breadth: its deepest "
@@ -226,7 +226,7 @@ def print_story(result, scenario: Path, out: Path) -> None:
 def validate(scenario: ScenarioArg, set_: SetOption = None) -> None:
     """Check a scenario: its fields, the files it names, the network and every post's authors."""
     from lsbm_sim.catalog import find_scenario
-    from lsbm_sim.runner import check_scenario
+    from lsbm_sim.engine.runner import check_scenario
 
     summary = check_scenario(find_scenario(scenario), _overrides(set_))
     console.print(
@@ -287,8 +287,8 @@ def sweep(
     Every finished run is kept under DIR/runs/: the same command again skips them, so an interrupted sweep is
     finished by running it again."""
     from lsbm_sim.scenario import load_scenario
-    from lsbm_sim.sweep import SweepFailed, check_metric, summarize
-    from lsbm_sim.sweep import sweep as run_sweep
+    from lsbm_sim.studies.sweep import SweepFailed, check_metric, summarize
+    from lsbm_sim.studies.sweep import sweep as run_sweep
 
     from lsbm_sim.catalog import find_scenario
 
@@ -352,9 +352,9 @@ def replicate(
     """Landmark experiments reproduced in silico: each experiment's published effect [interval] beside the
     simulated effect [95% interval, paired over seeds], whether they agree, and whether the experiment fitted a
     coefficient of the default head or only checks it."""
-    from lsbm_sim.replications import load_replication, plot_replications, published_text, describe_effect
-    from lsbm_sim.replications import replicate as run_replications
-    from lsbm_sim.replications import shipped_replications
+    from lsbm_sim.studies.replications import load_replication, plot_replications, published_text, describe_effect
+    from lsbm_sim.studies.replications import replicate as run_replications
+    from lsbm_sim.studies.replications import shipped_replications
 
     if list_:
         table = Table(title="Shipped replications (lsbm-sim replicate NAME runs one)")
@@ -428,8 +428,8 @@ def compare(
     rates per impression (pooled rates, per-post distributions, posts with none)."""
     import json
 
-    from lsbm_sim.cascades import compare as compare_cascades
-    from lsbm_sim.impressions import compare_rates, load_impressions
+    from lsbm_sim.analysis.compare import compare as compare_cascades
+    from lsbm_sim.analysis.impressions import compare_rates, load_impressions
 
     if real is None and impressions is None:
         raise LsbmError("give --real (cascades), --impressions (per-post impressions) or both")
@@ -499,7 +499,7 @@ def _run_items(path: Path):
     import pandas as pd
 
     from lsbm_sim.errors import DataError
-    from lsbm_sim.impressions import load_impressions
+    from lsbm_sim.analysis.impressions import load_impressions
 
     if (path / "sweep.parquet").is_file() and not (path / "manifest.json").is_file():
         table = pd.read_parquet(path / "sweep.parquet")
@@ -508,7 +508,7 @@ def _run_items(path: Path):
         table.attrs["source"] = str(path)
         return table
     if path.is_dir() and (path / "manifest.json").is_file():
-        from lsbm_sim.results import load_results
+        from lsbm_sim.analysis.results import load_results
 
         items = load_results(path).items
         items.attrs["source"] = str(path)
@@ -534,8 +534,8 @@ def calibrate(
 ) -> None:
     """Fit scenario fields to real cascades and/or real rates per impression (Optuna TPE; the study resumes
     from OUT/study.db)."""
-    from lsbm_sim.calibrate import Param
-    from lsbm_sim.calibrate import calibrate as run_calibration
+    from lsbm_sim.studies.calibrate import Param
+    from lsbm_sim.studies.calibrate import calibrate as run_calibration
     from lsbm_sim.scenario import load_scenario
 
     spec = load_scenario(scenario, _overrides(set_))
@@ -568,8 +568,8 @@ def explain(
     """Which words raise or lower each reaction's probability (leave-one-word-out, one batched model call)."""
     import json
 
-    from lsbm_sim.explain import explain as explain_text
-    from lsbm_sim.explain import render_explanation
+    from lsbm_sim.studies.explain import explain as explain_text
+    from lsbm_sim.studies.explain import render_explanation
 
     result = explain_text(text, persona=persona, scenario=scenario, edits=edit or ())
     if as_json:
@@ -591,8 +591,8 @@ def optimize(
     set_: SetOption = None,
 ) -> None:
     """Simulate every variant of a post with common random numbers; name a winner only if significantly better."""
-    from lsbm_sim.explain import find_post, read_variants, render_optimization
-    from lsbm_sim.explain import optimize as optimize_post
+    from lsbm_sim.studies.optimize import find_post, read_variants, render_optimization
+    from lsbm_sim.studies.optimize import optimize as optimize_post
     from lsbm_sim.scenario import load_scenario
 
     spec = load_scenario(scenario, _overrides(set_))
@@ -632,7 +632,7 @@ def app_command(
             raise LsbmError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); choose another port") from None
     if scenario is not None or set_:
         from lsbm_sim.catalog import shipped_scenarios
-        from lsbm_sim.runner import check_scenario
+        from lsbm_sim.engine.runner import check_scenario
 
         path = find_scenario(scenario) if scenario is not None else shipped_scenarios()["eco_product_launch"]
         check_scenario(path, _overrides(set_))  # a bad scenario fails here, with the usual message, not inside the page
@@ -652,7 +652,7 @@ def _register_optional_commands() -> None:
     except ImportError:
         pass
     try:
-        from lsbm_sim.distill import distill_command
+        from lsbm_sim.studies.distill import distill_command
 
         app.command("distill")(distill_command)
     except ImportError:

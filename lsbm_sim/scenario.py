@@ -29,8 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from lsbm_sim.behavior.base import DEFAULT_REACTIONS
 from lsbm_sim.errors import ScenarioError
+from lsbm_sim.vocabulary import DEFAULT_REACTIONS, SURROGATE_FEATURES
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -319,13 +319,13 @@ class FeedSpec(Strict):
     unseen share drops out of a feed (null = never). `hidden_shares`: the share of (person, post) pairs for which
     the shares of the accounts the person follows never reach their feed, nor count as friends who shared (a
     randomized holdout, as in Bakshy et al. 2012); a pair is held out by a hash of the seed, the person and the
-    post (`lsbm_sim.feed.held_out`), so no other random draw moves and an analysis can tell the pairs apart."""
+    post (`lsbm_sim.engine.feed.held_out`), so no other random draw moves and an analysis can tell the pairs apart."""
 
     policy: Literal["all", "chronological", "popularity", "random"] = "chronological"
     size: PositiveInt | None = 10
     max_age: PositiveInt | None = None
     hidden_shares: Probability = 0.0
-    # Out-of-network recommendations (lsbm_sim/recommend.py): `recommender` is none, interest, popularity,
+    # Out-of-network recommendations (lsbm_sim/engine/recommend.py): `recommender` is none, interest, popularity,
     # random or "module:Class"; `out_of_network` the share of the feed's slots it fills; `candidate_age` the
     # steps a post stays recommendable.
     recommender: str = "none"
@@ -459,8 +459,6 @@ class BehaviorSpec(Strict):
         return self
 
     def _check_coefficients(self) -> None:
-        from lsbm_sim.behavior.surrogate import FEATURES  # here: the schema must not load the surrogate to validate
-
         if self.backend != "surrogate":
             raise ValueError(f"behavior.coefficients is read only by 'surrogate', not {self.backend!r}")
         for reaction, coefficients in self.coefficients.items():
@@ -468,9 +466,9 @@ class BehaviorSpec(Strict):
                 known = [r for r in self.reactions if r != "ignore"]
                 raise ValueError(f"behavior.coefficients.{reaction}: not a reaction with coefficients (known: {', '.join(known)})")
             for feature in coefficients:
-                if feature != "intercept" and feature not in FEATURES:
+                if feature != "intercept" and feature not in SURROGATE_FEATURES:
                     raise ValueError(f"behavior.coefficients.{reaction}.{feature}: not a coefficient "
-                                     f"(known: intercept, {', '.join(FEATURES)})")  # fmt: skip
+                                     f"(known: intercept, {', '.join(SURROGATE_FEATURES)})")  # fmt: skip
 
 
 # -------------------------------------------------------------------------------------------- interventions
@@ -639,9 +637,11 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path, kind: str = "scenario", fields: str = "name, steps, population, ...") -> dict[str, Any]:
+    """The mapping a YAML file holds (a scenario, or a replication: `kind`), or one ScenarioError naming the file
+    and line: missing, not YAML, a key given twice, not UTF-8, not a mapping of `fields`."""
     if not path.is_file():
-        raise ScenarioError(f"{path}: scenario file not found")
+        raise ScenarioError(f"{path}: {kind} file not found")
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506 (a safe loader)
     except DuplicateKeyError as exc:
@@ -653,7 +653,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ScenarioError(f"{path}: not a UTF-8 text file") from None
     if not isinstance(data, dict):
-        raise ScenarioError(f"{path}: a scenario is a mapping of fields (name, steps, population, ...)")
+        raise ScenarioError(f"{path}: a {kind} is a mapping of fields ({fields})")
     return data
 
 

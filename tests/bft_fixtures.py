@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lsbm_sim.tiny_models import save_tiny_checkpoint
+from lsbm_sim.behavior.tiny_models import save_tiny_checkpoint
 
 UP_WORDS = ("amazing", "secret", "shocking", "incredible", "hilarious")
 DOWN_WORDS = ("quarterly", "report", "policy", "minutes", "update")

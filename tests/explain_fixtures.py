@@ -1,6 +1,6 @@
 """A tiny real Llama taught that one planted word makes people share, for the explain and optimize tests.
 
-The model is made the way any behavior model is: a byte-level BPE tokenizer and a random Llama (lsbm_sim.tiny_models),
+The model is made the way any behavior model is: a byte-level BPE tokenizer and a random Llama (lsbm_sim.behavior.tiny_models),
 then a few dozen AdamW steps on prompts rendered by the scorer's own template, whose answer is " share" when the
 text holds the planted word and " ignore" otherwise. Nothing is hand-set: the word's pull on the answer is
 learned, and the scorer, broker and explanation then have to find it.
@@ -36,7 +36,7 @@ def save_planted_checkpoint(folder: Path, steps: int = 100, seed: int = 0) -> Pa
     """Train and save the planted-word model into `folder` (about 10-20 s on one CPU thread)."""
     import torch
 
-    from lsbm_sim.tiny_models import random_llama, tiny_llama_config, train_tokenizer
+    from lsbm_sim.behavior.tiny_models import random_llama, tiny_llama_config, train_tokenizer
 
     rng = np.random.default_rng(seed)
     texts = [planted_sentence(rng, k % 2 == 0) for k in range(200)]

@@ -22,7 +22,7 @@ import pytest
 from lsbm_sim.behavior.base import BehaviorQuery, QueryBatch, SocialContext
 from lsbm_sim.behavior.checkpoint import BehaviorCheckpoint
 from lsbm_sim.behavior.prompts import behavior_token
-from lsbm_sim.tiny_models import save_tiny_checkpoint
+from lsbm_sim.behavior.tiny_models import save_tiny_checkpoint
 
 REACTIONS = ("ignore", "like", "share", "comment")
 LEVELS = ("low", "medium", "high")

@@ -10,7 +10,8 @@ import pytest
 
 from lsbm_sim.bft.cli import run_bft_cli
 from lsbm_sim.bft.data import EngagementColumns, LevelScheme, SplitSpec
-from lsbm_sim.bft.instructions import PreparedData, prepare_dataset, read_jsonl, render_level_prompt
+from lsbm_sim.bft.instructions import PreparedData, prepare_dataset, render_level_prompt
+from lsbm_sim.readers import read_jsonl
 
 from bft_fixtures import planted_corpus, write_planted_csv
 

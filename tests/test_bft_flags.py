@@ -12,14 +12,8 @@ import pytest
 
 from lsbm_sim.bft.cli import run_bft_cli
 from lsbm_sim.bft.data import EngagementColumns, SplitSpec
-from lsbm_sim.bft.evaluate import (
-    EvalRows,
-    evaluate_lsbm,
-    macro_f1,
-    sentence_encoder_relative,
-    spearman,
-    two_sided_p,
-)
+from lsbm_sim.bft.evaluate import EvalRows, evaluate_lsbm, macro_f1, sentence_encoder_relative, spearman
+from lsbm_sim.abtests import two_sided_p
 from lsbm_sim.bft.instructions import PreparedData, prepare_dataset
 
 from bft_fixtures import planted_corpus

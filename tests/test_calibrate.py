@@ -13,10 +13,10 @@ import optuna
 import pytest
 import yaml
 
-from lsbm_sim.calibrate import Param, calibrate
+from lsbm_sim.studies.calibrate import Param, calibrate
 from lsbm_sim.cli import main
 from lsbm_sim.errors import LsbmError
-from lsbm_sim.runner import run
+from lsbm_sim.engine.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUE_P = 0.12

@@ -12,21 +12,18 @@ from conftest import small_scenario
 from scipy import stats
 
 from lsbm_sim import Scenario
-from lsbm_sim.cascades import (
-    compare,
+from lsbm_sim.analysis.cascades import (
     in_minutes,
     load_cascades,
-    matched_ks,
-    reach_per_follower,
     read_event_sequences,
     read_run,
     read_tree_csv,
     read_tree_file,
-    size_bins,
 )
+from lsbm_sim.analysis.compare import compare, matched_ks, reach_per_follower, size_bins
 from lsbm_sim.cli import main
 from lsbm_sim.errors import DataError
-from lsbm_sim.runner import run
+from lsbm_sim.engine.runner import run
 
 HEADER = "cascade_id\tparent_uid\tparent_tweet_id\tparent_delay_min\tchild_uid\tchild_tweet_id\tchild_delay_min\n"
 

@@ -124,7 +124,8 @@ def test_a_checkpoint_of_another_scenario_is_refused(tmp_path):
 def test_a_run_that_fails_part_way_keeps_its_partial_results_and_no_checkpoint_folder(tmp_path, monkeypatch):
     """The checkpoint folder holds the event log's row groups as they are written; a run that fails with no
     checkpoint saved has nothing to resume from, so the folder goes (the partial results stay)."""
-    from lsbm_sim import UserAgent, results, run
+    from lsbm_sim import UserAgent, run
+    from lsbm_sim.analysis import results
 
     monkeypatch.setattr(results, "FLUSH_ROWS", 50)  # row groups are written before the failure
 

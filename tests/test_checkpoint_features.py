@@ -18,9 +18,11 @@ from conftest import ROOT, small_scenario
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lsbm_sim import checkpoint, recommend, results
+from lsbm_sim.engine import checkpoint, recommend
+
+from lsbm_sim.analysis import results
 from lsbm_sim.cli import main
-from lsbm_sim.model import SocialModel
+from lsbm_sim.engine.model import SocialModel
 
 POOL = ROOT / "scenarios" / "data" / "posts.jsonl"
 STEPS = 8
@@ -223,8 +225,8 @@ def test_a_signal_whose_checkpoint_cannot_be_saved_still_stops_with_its_exit_cod
 
 @pytest.mark.skipif(sys.platform != "linux", reason="signals as on Linux")
 def test_a_signal_that_arrives_while_progress_is_reported_still_saves_the_checkpoint_of_its_step(tmp_path):
-    from lsbm_sim import interrupts
-    from lsbm_sim.runner import run
+    from lsbm_sim.engine import interrupts
+    from lsbm_sim.engine.runner import run
 
     doc = scenario_doc({"posting": 0.0, "recommender": "recommenders.py:Fatigue", "events": "all", "interventions": (),
                         "batch": True, "policy": "random", "backend": "constant"})  # fmt: skip

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
-from lsbm_sim import results
-from lsbm_sim.runner import run
+from lsbm_sim.analysis import results
+from lsbm_sim.engine.runner import run
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals as on Linux")
 
@@ -42,7 +42,7 @@ TABLES = ("steps", "items", "agents", "cascades")
 SIGNALLING_CLI = """
 import os, sys
 from lsbm_sim.cli import main
-from lsbm_sim.model import SocialModel
+from lsbm_sim.engine.model import SocialModel
 signum, at = int(sys.argv[1]), int(sys.argv[2])
 step = SocialModel.step
 def signalling_step(self):

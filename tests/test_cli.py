@@ -112,7 +112,7 @@ def test_every_command_finds_a_shipped_scenario_by_name(tmp_path, capsys, monkey
 
 def test_python_runs_a_shipped_scenario_by_name(tmp_path, monkeypatch):
     from lsbm_sim import run
-    from lsbm_sim.sweep import sweep
+    from lsbm_sim.studies.sweep import sweep
 
     monkeypatch.chdir(tmp_path)
     small = ["population.size=300", "steps=8"]

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from lsbm_sim import run
 from lsbm_sim.behavior.hf import HFScorer
 from lsbm_sim.behavior.surrogate import SurrogateModel
-from lsbm_sim.distill import (
+from lsbm_sim.studies.distill import (
     agreement,
     distill,
     distill_command,
@@ -22,7 +22,7 @@ from lsbm_sim.distill import (
     teacher_spec,
 )
 from lsbm_sim.errors import LsbmError
-from lsbm_sim.runner import sample_queries
+from lsbm_sim.engine.runner import sample_queries
 from lsbm_sim.scenario import Scenario
 
 

@@ -16,9 +16,9 @@ from conftest import small_scenario
 
 from lsbm_sim import Scenario, SocialModel, UserAgent
 from lsbm_sim.behavior.base import SEEN_BINS, SHARER_BINS, bin_value
-from lsbm_sim.feed import PROMOTED, Inbox, stable_order
-from lsbm_sim.model import SEEN_TABLE, SHARER_TABLE, Tally, binned, sample_reactions
-from lsbm_sim.network import Network
+from lsbm_sim.engine.feed import PROMOTED, Inbox, stable_order
+from lsbm_sim.engine.model import SEEN_TABLE, SHARER_TABLE, Tally, binned, sample_reactions
+from lsbm_sim.world.network import Network
 
 
 def reference_select(agent, item, sharer, created, sequence, online, engaged, removed, policy, size, step, max_age,

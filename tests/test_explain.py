@@ -19,7 +19,8 @@ from explain_fixtures import PLANTED, TEMPLATE, save_planted_checkpoint
 import lsbm_sim
 from lsbm_sim import Scenario
 from lsbm_sim.cli import main
-from lsbm_sim.explain import compare, decide, explain, optimize, paired_difference, split_words, without_word
+from lsbm_sim.studies.explain import explain, split_words, without_word
+from lsbm_sim.studies.optimize import compare, decide, optimize, paired_difference
 
 TEXT = f"Our village market opens with {PLANTED} and music"
 
@@ -49,9 +50,9 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 def test_the_module_examples_run():
     import importlib
 
-    module = importlib.import_module("lsbm_sim.explain")  # lsbm_sim.explain itself is the function
-    result = doctest.testmod(module)
-    assert result.failed == 0 and result.attempted >= 5
+    for name in ("lsbm_sim.studies.explain", "lsbm_sim.studies.optimize"):
+        result = doctest.testmod(importlib.import_module(name))
+        assert result.failed == 0 and result.attempted >= 1, name
 
 
 def test_a_word_left_out_leaves_the_rest_of_the_text_as_it_was():

@@ -24,9 +24,9 @@ from lsbm_sim.behavior.factorized import (
 )
 from lsbm_sim.behavior.hf import HFScorer
 from lsbm_sim.cli import main
-from lsbm_sim.distill import distill, distill_command, distill_factorized_queries
+from lsbm_sim.studies.distill import distill, distill_command, distill_factorized_queries
 from lsbm_sim.errors import LsbmError
-from lsbm_sim.runner import sample_queries
+from lsbm_sim.engine.runner import sample_queries
 from lsbm_sim.scenario import Scenario
 
 # A low temperature spreads the random tiny model's answers, so that they depend visibly on the question.

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lsbm_sim.feed import PROMOTED, Inbox
+from lsbm_sim.engine.feed import PROMOTED, Inbox
 
 N_ITEMS = 3
 

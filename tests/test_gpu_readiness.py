@@ -49,8 +49,8 @@ def test_scorers_and_fine_tuning_import_without_mesa_pydantic_scipy_or_sklearn(t
     code = (
         "import lsbm_sim.behavior.hf, lsbm_sim.bft, lsbm_sim.bft.train, lsbm_sim.bft.evaluate\n"
         "from lsbm_sim.behavior.hf import HFScorer\n"
-        "from lsbm_sim.population import persona_text\n"
-        "from lsbm_sim.tiny_models import llama_3b_config\n"
+        "from lsbm_sim.world.population import persona_text\n"
+        "from lsbm_sim.behavior.tiny_models import llama_3b_config\n"
         "import lsbm_sim\n"
         "try:\n"
         "    lsbm_sim.Scenario\n"

@@ -26,7 +26,7 @@ from lsbm_sim.behavior.hf import HFScorer
 from lsbm_sim.behavior.prompts import PromptTemplate
 from lsbm_sim.errors import LsbmError
 from lsbm_sim.scenario import Scenario
-from lsbm_sim.tiny_models import random_llama, tiny_llama_config, train_tokenizer
+from lsbm_sim.behavior.tiny_models import random_llama, tiny_llama_config, train_tokenizer
 
 
 def reference_probs(folder, batch: QueryBatch, options, temperature: float = 1.0) -> np.ndarray:

@@ -14,7 +14,7 @@ from scipy import stats
 from lsbm_sim import Scenario
 from lsbm_sim.cli import main
 from lsbm_sim.errors import DataError
-from lsbm_sim.impressions import (
+from lsbm_sim.analysis.impressions import (
     compare_rates,
     from_items,
     load_impressions,
@@ -22,7 +22,7 @@ from lsbm_sim.impressions import (
     read_generic,
     read_twitter_analytics,
 )
-from lsbm_sim.runner import run
+from lsbm_sim.engine.runner import run
 
 # The English export's first columns, as analytics.twitter.com writes them (every value quoted).
 TWITTER_HEADER = ('"Tweet id","Tweet permalink","Tweet text","time","impressions","engagements","engagement rate",'

@@ -245,7 +245,7 @@ def living_platform_sweep(tmp_path: Path) -> tuple[Path, dict, list]:
 
 
 def test_a_sweep_of_runs_that_post_and_recommend_is_stopped_and_the_same_command_finishes_it(tmp_path):
-    from lsbm_sim.sweep import sweep
+    from lsbm_sim.studies.sweep import sweep
 
     path, grid, command = living_platform_sweep(tmp_path)
     proc = lsbm(*command, cwd=tmp_path)
@@ -273,8 +273,8 @@ def test_a_sweep_of_runs_that_post_and_recommend_is_stopped_and_the_same_command
 def test_a_calibration_whose_runs_post_and_recommend_is_stopped_and_finished_by_running_it_again(tmp_path, monkeypatch):
     import optuna
 
-    from lsbm_sim.calibrate import calibrate
-    from lsbm_sim.runner import run
+    from lsbm_sim.studies.calibrate import calibrate
+    from lsbm_sim.engine.runner import run
 
     path = tmp_path / "living.yaml"
     doc = small_scenario(steps=12, population={"size": 400, "activity": 0.5})

@@ -4,7 +4,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from lsbm_sim.metrics import CycleError, cascade_metrics, roots_and_depths, tree_depths, tree_table
+from lsbm_sim.analysis.metrics import CycleError, cascade_metrics, roots_and_depths, tree_depths, tree_table
 
 
 def test_chain_star_and_single_node():

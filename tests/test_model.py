@@ -14,7 +14,7 @@ from lsbm_sim.behavior import broker as broker_module
 from lsbm_sim.behavior.base import as_batch
 from lsbm_sim.behavior.classic import LinearThresholdModel
 from lsbm_sim.errors import LsbmError
-from lsbm_sim.runner import sample_queries
+from lsbm_sim.engine.runner import sample_queries
 
 
 def scenario(**changes) -> Scenario:

@@ -7,15 +7,9 @@ import numpy as np
 import pytest
 
 from lsbm_sim.errors import DataError, ScenarioError
-from lsbm_sim.network import (
-    Network,
-    barabasi_albert_edges,
-    generate_network,
-    gnp_block_edges,
-    load_network,
-    read_edgelist,
-)
-from lsbm_sim.population import draw_population
+from lsbm_sim.world.network import Network, barabasi_albert_edges, generate_network, gnp_block_edges
+from lsbm_sim.world.graph_files import load_network, read_edgelist
+from lsbm_sim.world.population import draw_population
 from lsbm_sim.scenario import NetworkSpec, PopulationSpec
 
 
@@ -211,7 +205,8 @@ def test_edge_list_layouts_give_one_graph(tmp_path: Path, text: str):
 
 
 def test_fast_and_line_readers_agree_on_a_large_file(tmp_path: Path):
-    from lsbm_sim.network import _parse_lines, _parse_fast, _layout
+    from lsbm_sim.world.graph_files import _parse_lines
+    from lsbm_sim.world.graph_files import _parse_fast, _layout
 
     rng = np.random.default_rng(8)
     u, v = rng.integers(0, 3000, 20_000), rng.integers(0, 3000, 20_000) * 7 + 5  # sparse, large ids

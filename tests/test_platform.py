@@ -71,7 +71,7 @@ def platform(**extra) -> Scenario:
 
 def test_people_post_from_the_pool_at_their_rate_and_unseeable_posts_retire():
     from lsbm_sim import SocialModel
-    from lsbm_sim.posting import read_pool
+    from lsbm_sim.world.posting import read_pool
 
     model = SocialModel(platform(steps=12))
     retired_after = []  # the posts retired by the end of each step
@@ -188,7 +188,7 @@ def test_platform_day_runs_on_real_post_titles(shared_data: Path, tmp_path: Path
 @pytest.mark.parametrize("recommender", ["random", "popularity"])
 def test_recommendations_fill_their_share_of_the_feed_from_outside_the_follows(recommender: str):
     from lsbm_sim import SocialModel
-    from lsbm_sim.recommend import RECOMMENDED
+    from lsbm_sim.engine.recommend import RECOMMENDED
 
     model = SocialModel(platform(feed={"policy": "chronological", "size": 10, "recommender": recommender,
                                        "out_of_network": 0.3}))  # fmt: skip
@@ -231,7 +231,7 @@ class ScienceOnly:
 
 def test_a_user_recommender_named_in_the_scenario_ranks_the_candidates(tmp_path: Path, monkeypatch):
     from lsbm_sim import SocialModel
-    from lsbm_sim.recommend import RECOMMENDED
+    from lsbm_sim.engine.recommend import RECOMMENDED
 
     module = tmp_path / "my_recommender.py"
     module.write_text("from test_platform import ScienceOnly\n")
@@ -261,7 +261,7 @@ def test_same_seed_same_platform_run():
 def test_a_platform_sweep_is_the_same_with_one_or_two_workers():
     """People posting and a recommender draw on their own random streams: a run depends on its scenario and seed
     only, not on which process ran it or beside what."""
-    from lsbm_sim.sweep import sweep
+    from lsbm_sim.studies.sweep import sweep
 
     grid = {"feed.recommender": ["random", "popularity"]}
     base = platform(steps=8, feed={"policy": "random", "size": 6})
@@ -283,7 +283,7 @@ def test_a_recommender_needs_a_capped_feed_and_a_loadable_class():
 
 def test_the_readme_recommender_from_a_file_and_the_summary_of_many_posts(tmp_path: Path):
     from lsbm_sim.cli import SUMMARY_POSTS
-    from lsbm_sim.recommend import RECOMMENDED
+    from lsbm_sim.engine.recommend import RECOMMENDED
 
     (tmp_path / "newest.py").write_text(
         "class Newest:\n    temperature = 0.05\n\n    def score(self, candidates):\n"
@@ -312,7 +312,7 @@ def test_the_readme_recommender_from_a_file_and_the_summary_of_many_posts(tmp_pa
 
 def test_validate_reads_the_pool_and_loads_the_recommender(tmp_path: Path):
     from lsbm_sim.errors import DataError
-    from lsbm_sim.runner import check_scenario
+    from lsbm_sim.engine.runner import check_scenario
 
     assert check_scenario(platform())["agents"] == 400
     with pytest.raises(DataError, match="file not found"):

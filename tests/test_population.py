@@ -9,7 +9,7 @@ from conftest import small_scenario
 
 from lsbm_sim import Scenario, SocialModel
 from lsbm_sim.errors import DataError
-from lsbm_sim.population import draw_population, read_population
+from lsbm_sim.world.population import draw_population, read_population
 from lsbm_sim.scenario import PopulationSpec
 
 

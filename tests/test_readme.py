@@ -22,7 +22,7 @@ import pytest
 import yaml
 from conftest import ROOT, SHARED_DATA
 
-from lsbm_sim import results
+from lsbm_sim.analysis import results
 from lsbm_sim.cli import main
 from lsbm_sim.scenario import Scenario
 

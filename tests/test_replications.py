@@ -14,8 +14,8 @@ from conftest import ROOT, small_scenario
 from lsbm_sim import SocialModel
 from lsbm_sim.cli import main
 from lsbm_sim.errors import ScenarioError
-from lsbm_sim.feed import held_out
-from lsbm_sim.replications import (
+from lsbm_sim.engine.feed import held_out
+from lsbm_sim.studies.replications import (
     figure_of,
     gini,
     load_replication,
@@ -212,6 +212,6 @@ def test_python_api_is_exported():
     import lsbm_sim
 
     assert lsbm_sim.replicate is replicate and "replicate" in lsbm_sim.__all__
-    done = subprocess.run([sys.executable, "-c", "import lsbm_sim.replications, lsbm_sim; print(callable(lsbm_sim.replicate))"],
+    done = subprocess.run([sys.executable, "-c", "import lsbm_sim.studies.replications, lsbm_sim; print(callable(lsbm_sim.replicate))"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)  # fmt: skip
     assert done.stdout.strip() == "True", done.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lsbm_sim.state import ENGAGED, EXPOSED, SHARED, PairState, StatusView
+from lsbm_sim.engine.state import ENGAGED, EXPOSED, SHARED, PairState, StatusView
 
 
 def test_pair_state_matches_dense_arrays_through_growth_and_retirement():

@@ -20,7 +20,7 @@ from lsbm_sim.behavior.surrogate import (
     query_features,
 )
 from lsbm_sim.errors import LsbmError
-from lsbm_sim.replications import load_replication
+from lsbm_sim.studies.replications import load_replication
 
 GREEN = "Follows news about environment and science. Aged 25-34, politically left, often shares and comments on posts."
 SPORTS = "Follows news about sports and business. Aged 55-64, politically right, rarely shares or reacts to posts."
@@ -217,7 +217,7 @@ def test_real_significant_pairs_differ_by_the_real_median_ratio(shared_data: Pat
     real 1.97x, simulated 1.85x; an appeal coefficient of 0.5 gives 1.46x, no appeal at all 1.37x)."""
     from lsbm_sim import SocialContext
     from lsbm_sim.behavior.appeal import significant_pairs, upworthy_rows
-    from lsbm_sim.population import persona_text
+    from lsbm_sim.world.population import persona_text
 
     rows = upworthy_rows(shared_data / "upworthy" / "upworthy_packages_dev.csv")
     train = rows[rows.split == "train"].reset_index(drop=True)

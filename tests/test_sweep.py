@@ -9,7 +9,15 @@ from conftest import small_scenario
 
 from lsbm_sim import Scenario
 from lsbm_sim.errors import LsbmError
-from lsbm_sim.sweep import SweepFailed, _kept_pools, kept_workers, make_jobs, summarize, sweep, unchanged_parameters
+from lsbm_sim.studies.sweep import (
+    SweepFailed,
+    _kept_pools,
+    kept_workers,
+    make_jobs,
+    summarize,
+    sweep,
+    unchanged_parameters,
+)
 
 
 def scenario() -> Scenario:

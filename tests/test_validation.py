@@ -45,8 +45,8 @@ from scipy import optimize, stats
 
 from lsbm_sim import Scenario, SocialModel
 from lsbm_sim.behavior.classic import LinearThresholdModel
-from lsbm_sim.model import SHARED
-from lsbm_sim.network import barabasi_albert_edges
+from lsbm_sim.engine.model import SHARED
+from lsbm_sim.world.network import barabasi_albert_edges
 
 KS_ALPHA = 0.01
 RUNS = 200

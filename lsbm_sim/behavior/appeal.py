@@ -49,6 +49,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lsbm_sim.abtests import SIGNIFICANCE
+from lsbm_sim.abtests import significant_pairs as ab_pairs
 from lsbm_sim.errors import LsbmError
 
 SHIPPED = Path(__file__).with_name("data") / "appeal_upworthy.json"
@@ -62,7 +64,6 @@ belongs to the week of its first row; the last 8 weeks (201437..) are the held-o
 (201429..201436) the validation weeks that choose the ridge penalty, everything earlier is training. The shipped
 read-out is refitted on training + validation weeks with the chosen penalty; the test weeks are never fitted."""
 RIDGE_PENALTIES = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
-SIGNIFICANCE = 0.05
 UPWORTHY_COLUMNS = {"text": "headline", "group": "clickability_test_id", "clicks": "clicks",
                     "impressions": "impressions", "time": "test_week"}  # fmt: skip
 
@@ -273,18 +274,14 @@ def _default_encoder() -> Any:
 def significant_pairs(frame: pd.DataFrame, group: str, clicks: str, impressions: str, text: str,
                       alpha: float = SIGNIFICANCE) -> pd.DataFrame:  # fmt: skip
     """Within-test pairs of different texts whose click rates differ at `alpha` (two-sided pooled
-    two-proportion z-test; `lsbm_sim.bft.evaluate.significant_pairs`): columns `first`, `second` (positions in
+    two-proportion z-test, `lsbm_sim.abtests.significant_pairs`): columns `first`, `second` (positions in
     `frame`), `first_wins` and `group`."""
-    from lsbm_sim.bft.evaluate import EvalRows
-    from lsbm_sim.bft.evaluate import significant_pairs as test_pairs
-
     c = frame[clicks].to_numpy(dtype=np.float64)
     n = frame[impressions].to_numpy(dtype=np.float64)
-    rows = EvalRows(text=frame[text].astype(str).tolist(), rate=c / n, level=np.zeros(len(frame), dtype=int),
-                    behavior=c, exposure=n, group=frame[group].astype(str).to_numpy(dtype=object), time=None)  # fmt: skip
-    pairs = test_pairs(rows, alpha)
+    groups = frame[group].astype(str).to_numpy(dtype=object)
+    pairs = ab_pairs(frame[text].astype(str).tolist(), c, n, groups, alpha=alpha)
     return pd.DataFrame({"first": pairs.first, "second": pairs.second, "first_wins": pairs.first_wins,
-                         "group": rows.group[pairs.first] if len(pairs) else []})  # fmt: skip
+                         "group": groups[pairs.first] if len(pairs) else []})  # fmt: skip
 
 
 def pairwise_accuracy(score: np.ndarray, pairs: pd.DataFrame) -> float:

@@ -18,9 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from lsbm_sim.errors import LsbmError
+from lsbm_sim.vocabulary import DEFAULT_REACTIONS
 
-DEFAULT_REACTIONS: tuple[str, ...] = ("ignore", "like", "share", "comment")
-"""The default reaction set. `ignore` comes first; `share` is the reaction that spreads a post."""
 
 # Lower bounds of the bins; a value is replaced by the largest bound not above it.
 PROOF_BINS = np.array([0, 1, 3, 10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000], dtype=np.int64)

@@ -84,10 +84,9 @@ from lsbm_sim.behavior.base import (
 )
 from lsbm_sim.behavior.embedding_cache import EmbeddingCache, encoder_identity
 from lsbm_sim.errors import LsbmError
+from lsbm_sim.vocabulary import SURROGATE_FEATURES
 
-FEATURES: tuple[str, ...] = (
-    "similarity", "proof", "sharers", "labeled", "age", "seen", "promoted", "disposition", "appeal",
-)  # fmt: skip
+FEATURES = SURROGATE_FEATURES  # named in lsbm_sim.vocabulary, where the scenario schema reads them too
 
 # The default head: friends who shared drive sharing, warning labels cut sharing and raise commenting, stale and
 # repeated posts fade, appealing wording draws more of every reaction. Where each number comes from:
@@ -114,8 +113,7 @@ COEFFICIENT_SOURCES: dict[str, str] = {
     "appeal": "measured: scaled so that real significant Upworthy pairs differ by their real median click ratio",
 }
 # `sharers` for share comes from `lsbm-sim calibrate` of scenarios/twitter_cascades.yaml (in a 5,000-person
-# version of its world) to the fit half of twitter16's tree shapes, together with an intercept and an age
-# coefficient that the rates and time fits have since replaced (benchmarks/RESULTS.md, "The calibrated default").
+# version of its world) to the fit half of twitter16's tree shapes (benchmarks/RESULTS.md, "The calibrated default").
 CALIBRATION = "twitter16 fit half in scenarios/twitter_cascades.yaml (share: sharers)"
 # The appeal coefficient, the same for like, share and comment (clicks say how much a wording draws people in,
 # not which reaction follows): the root of median(engagement ratio) = 1.94 on the training weeks' significant

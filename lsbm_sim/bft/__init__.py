@@ -15,7 +15,8 @@
 Training and evaluation import torch and transformers; import them from their modules when needed.
 """
 
-from lsbm_sim.bft.data import LEVELS, EngagementColumns, LevelScheme, RateBins, SplitSpec, load_table
+from lsbm_sim.bft.data import LEVELS, EngagementColumns, LevelScheme, RateBins, SplitSpec
+from lsbm_sim.readers import load_table
 from lsbm_sim.bft.instructions import PreparedData, prepare_dataset, render_level_prompt
 
 __all__ = [

@@ -41,9 +41,10 @@ from typing import Any
 import numpy as np
 
 from lsbm_sim.bft.instructions import RATE_TARGET, PreparedData, level_answers, render_level_prompt
+from lsbm_sim.abtests import SIGNIFICANCE, Pairs
+from lsbm_sim.abtests import significant_pairs as ab_pairs
 from lsbm_sim.errors import LsbmError
 
-SIGNIFICANCE = 0.05
 ECE_BINS = 10
 REGULARISATION_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 RIDGE_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -120,77 +121,10 @@ def expected_calibration_error(probs: np.ndarray, truth: np.ndarray, bins: int =
     return round(float(total), 10)
 
 
-@dataclass
-class Pairs:
-    """Pairs of rows in the same group, with different texts, whose rates differ significantly; `first_wins[k]`:
-    row first[k]'s rate is the higher. `tested`: pairs tested; `excluded`: pairs left out because a row's time
-    was in the excluded range; `same_text`: pairs left out because both rows have the same text."""
-
-    first: np.ndarray
-    second: np.ndarray
-    first_wins: np.ndarray
-    tested: int = 0
-    excluded: int = 0
-    same_text: int = 0
-    reason: str = ""
-
-    def __len__(self) -> int:
-        return len(self.first)
-
-
 def significant_pairs(rows: EvalRows, alpha: float = SIGNIFICANCE,
                       exclude_time: tuple[float, float] | None = None) -> Pairs:  # fmt: skip
-    """Every within-group pair of different texts whose rates differ at level `alpha` (pooled two-proportion
-    z-test, two-sided).
-
-    `exclude_time` (low, high), inclusive: pairs with a row whose time lies in it are not compared (Upworthy's
-    tests with flagged randomisation problems, say).
-    """
-    empty = np.zeros(0, dtype=int)
-    if rows.group is None or rows.exposure is None:
-        why = "no group column" if rows.group is None else "no exposure column (counts cannot be tested)"
-        return Pairs(empty, empty, empty.astype(bool), reason=why)
-    first, second = [], []
-    _, group_index = np.unique(rows.group.astype(str), return_inverse=True)
-    order = np.argsort(group_index, kind="stable")
-    boundaries = np.flatnonzero(np.diff(group_index[order])) + 1
-    for members in np.split(order, boundaries):
-        for a in range(len(members)):
-            for b in range(a + 1, len(members)):
-                first.append(members[a])
-                second.append(members[b])
-    first, second = np.array(first, dtype=int), np.array(second, dtype=int)
-    # Variants that differ only in something a text model does not see (Upworthy tested images too) are no
-    # question for it: compare different texts only.
-    text = np.array(rows.text, dtype=object)
-    different = text[first] != text[second] if len(first) else np.zeros(0, dtype=bool)
-    same_text = int((~different).sum())
-    first, second = first[different], second[different]
-    excluded = 0
-    if exclude_time is not None and rows.time is not None and len(first):
-        low, high = exclude_time
-        flagged = (rows.time >= low) & (rows.time <= high)
-        keep = ~(flagged[first] | flagged[second])
-        excluded = int((~keep).sum())
-        first, second = first[keep], second[keep]
-    tested = len(first)
-    c1, c2 = rows.behavior[first], rows.behavior[second]
-    n1, n2 = rows.exposure[first], rows.exposure[second]
-    pooled = (c1 + c2) / (n1 + n2)
-    se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(se > 0, (c1 / n1 - c2 / n2) / se, 0.0)
-    significant = two_sided_p(z) < alpha
-    return Pairs(first[significant], second[significant], (z > 0)[significant], tested, excluded, same_text=same_text)
-
-
-def two_sided_p(z: np.ndarray) -> np.ndarray:
-    """Two-sided p-values of standard normal z scores: erfc(|z| / sqrt 2) (scipy's 2 * norm.sf(|z|)).
-
-    >>> two_sided_p(np.array([1.959964])).round(4).tolist()
-    [0.05]
-    """
-    return np.array([math.erfc(abs(v) / math.sqrt(2)) for v in np.ravel(z)]).reshape(np.shape(z))
+    """`lsbm_sim.abtests.significant_pairs` on a split's rows."""
+    return ab_pairs(rows.text, rows.behavior, rows.exposure, rows.group, rows.time, alpha, exclude_time)
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:

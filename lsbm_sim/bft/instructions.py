@@ -43,12 +43,12 @@ from lsbm_sim.bft.data import (
     SplitSpec,
     engagement_rows,
     in_time_range,
-    load_table,
     multi_row_groups,
     select_rows,
     split_rows,
 )
 from lsbm_sim.errors import DataError, LsbmError
+from lsbm_sim.readers import load_table, read_jsonl
 
 LEVEL_PROMPT = "Text: '{content}' Predict the {behavior} level ({options}):"
 """The seed model card's prompt; `{options}` is 'low/medium/high' or the behavior tokens joined by '/'."""
@@ -343,26 +343,6 @@ def write_jsonl(path: Path | str, records: Iterable[dict[str, Any]]) -> int:
             n += 1
     tmp.replace(path)
     return n
-
-
-def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL file; a bad line is a DataError naming the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {line_number} is not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}: line {line_number} is not a JSON object")
-            records.append(record)
-    return records
 
 
 @contextlib.contextmanager

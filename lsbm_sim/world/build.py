@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from lsbm_sim.errors import DataError, ScenarioError
-from lsbm_sim.network import Network, generate_network, load_network
-from lsbm_sim.population import Population, build_population
+from lsbm_sim.world.network import Network, generate_network
+from lsbm_sim.world.graph_files import load_network
+from lsbm_sim.world.population import Population, build_population
 from lsbm_sim.scenario import FILE_KINDS, Scenario
 
 

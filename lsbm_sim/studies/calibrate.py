@@ -4,10 +4,10 @@ Optuna.
 Each trial proposes values for the chosen scenario fields, runs the scenario (a sweep of `replications` runs,
 on the sweep executors: local processes or Ray) and scores it against the *fit* half of the real data:
 
-- cascades (`real`): `lsbm_sim.cascades.compare` on both sides cut at the same smallest size; by default the
+- cascades (`real`): `lsbm_sim.analysis.compare.compare` on both sides cut at the same smallest size; by default the
   mean of the matched-size KS distances on depth and structural virality and the KS distance on size, over
   those the real data has (sizes-only data scores size alone);
-- rates (`impressions`): `lsbm_sim.impressions.compare_rates` on the runs' posts: the mean |log(sim / real)|
+- rates (`impressions`): `lsbm_sim.analysis.impressions.compare_rates` on the runs' posts: the mean |log(sim / real)|
   of the pooled shares, likes and comments per impression, plus the mean KS distance of their per-post
   distributions;
 - both: the sum of the two scores.
@@ -53,12 +53,13 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel
 
-from lsbm_sim import interrupts
-from lsbm_sim.cascades import compare, in_minutes, load_cascades
+from lsbm_sim.engine import interrupts
+from lsbm_sim.analysis.cascades import in_minutes, load_cascades
+from lsbm_sim.analysis.compare import compare
 from lsbm_sim.errors import LsbmError
-from lsbm_sim.impressions import compare_rates, load_impressions
+from lsbm_sim.analysis.impressions import compare_rates, load_impressions
 from lsbm_sim.scenario import Scenario
-from lsbm_sim.sweep import kept_workers, stop_kept_workers
+from lsbm_sim.studies.sweep import kept_workers, stop_kept_workers
 
 OBJECTIVE = ("depth", "structural_virality", "cascade_size")
 STUDY = "calibration"
@@ -140,7 +141,7 @@ def simulate(spec: Scenario, values: dict[str, Any], replications: int, executor
              ray_address: str | None, rows: str = "cascades") -> pd.DataFrame:  # fmt: skip
     """The cascade trees (`rows="items"`: the posts) of `replications` runs at these values (seeds: the
     scenario's seed + r), time to half size in minutes."""
-    from lsbm_sim.sweep import sweep
+    from lsbm_sim.studies.sweep import sweep
 
     grid = {path: [value] for path, value in values.items()}
     table = sweep(spec, grid, replications=replications, executor=executor, workers=workers,

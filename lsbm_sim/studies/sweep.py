@@ -35,9 +35,9 @@ from typing import Any
 
 import pandas as pd
 
-from lsbm_sim import interrupts
+from lsbm_sim.engine import interrupts
 from lsbm_sim.errors import LsbmError
-from lsbm_sim.results import remove_stale_staging
+from lsbm_sim.analysis.results import remove_stale_staging
 from lsbm_sim.scenario import Scenario, load_scenario
 
 PARAM_PREFIX = "param:"
@@ -100,7 +100,7 @@ def run_job(scenario: dict[str, Any], base_dir: str, job: Job, runs_dir: str | N
     """Run one job and return its per-post figures (`rows_of="cascades"`: per cascade tree; runs in a worker
     process). With `runs_dir`, the figures (and with `keep_runs` the whole results folder) are published to
     `runs_dir/<run_id>/` in one rename."""
-    from lsbm_sim.runner import run
+    from lsbm_sim.engine.runner import run
 
     spec = Scenario.from_dict(scenario, base_dir=base_dir)
     # The sweep keeps per-post (or per-tree) figures; the event log, one row per exposure, is only needed when the
@@ -119,7 +119,7 @@ def _publish_run(runs_dir: Path, rid: str, rows: pd.DataFrame, result=None) -> N
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from lsbm_sim.results import EVENTS, write_tables
+    from lsbm_sim.analysis.results import EVENTS, write_tables
 
     staging = runs_dir / f".{rid}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -258,7 +258,7 @@ def check_files(spec: Scenario, params: Mapping[str, Any]) -> None:
 
 def metric_names(spec: Scenario, grid: Mapping[str, Sequence[Any]] | None = None) -> list[str]:
     """The per-post figures a sweep of `spec` over `grid` reports (what `summarize` can take as `metric`)."""
-    from lsbm_sim.metrics import cascade_metrics
+    from lsbm_sim.analysis.metrics import cascade_metrics
 
     reactions: list[str] = []
     specs = [spec] + [spec.with_overrides(j.overrides) for j in make_jobs(dict(grid or {}), 1, 0)]

@@ -11,16 +11,24 @@ from typing import Any
 
 import numpy as np
 
-from lsbm_sim import checkpoint, interrupts
-from lsbm_sim.agents import UserAgent
+from lsbm_sim.engine import checkpoint, interrupts
+from lsbm_sim.engine.agents import UserAgent
 from lsbm_sim.behavior import BehaviorModel
 from lsbm_sim.behavior.base import BehaviorModelBase, QueryBatch, as_batch
-from lsbm_sim.content import expand_content, make_post
+from lsbm_sim.world.content import expand_content, make_post
 from lsbm_sim.errors import LsbmError, ScenarioError
-from lsbm_sim.model import SocialModel, stream_seeds
-from lsbm_sim.results import EVENTS, SimulationResult, check_output_folder, partial_dir, publish, staging_dir, write_tables
+from lsbm_sim.engine.model import SocialModel, stream_seeds
+from lsbm_sim.analysis.results import (
+    EVENTS,
+    SimulationResult,
+    check_output_folder,
+    partial_dir,
+    publish,
+    staging_dir,
+    write_tables,
+)
 from lsbm_sim.scenario import Scenario, load_scenario
-from lsbm_sim.world import build_world
+from lsbm_sim.world.build import build_world
 
 
 def run(
@@ -194,12 +202,12 @@ def check_scenario(scenario: Scenario | str | Path, overrides: Sequence[str] = (
     for k, (spec, field) in enumerate(schedule):
         make_post(spec, k, spec.step, field, population, network, authors)
     if scenario.posting is not None:  # the pool reads, and a rate column exists
-        from lsbm_sim.posting import posting_rates, read_pool
+        from lsbm_sim.world.posting import posting_rates, read_pool
 
         read_pool(scenario.resolve(scenario.posting.pool), scenario.posting.text_column, scenario.posting.topic_column)
         posting_rates(scenario.posting, population, np.random.default_rng(0))
     if ":" in scenario.feed.recommender:  # the user's class loads
-        from lsbm_sim.recommend import load_recommender
+        from lsbm_sim.engine.recommend import load_recommender
 
         load_recommender(scenario.feed.recommender, scenario.resolve)
     spec = scenario.behavior

@@ -4,7 +4,7 @@ A results folder holds
     events.parquet   one row per exposure: step, agent_id, item_id, parent_id, position, reaction, p_<reaction>...
     steps.parquet    one row per step (Mesa's DataCollector)
     items.parquet    one row per post: reach, reactions, cascade size, depth, max breadth, structural virality,
-                     half time (over the post's trees: one per author; see lsbm_sim.metrics)
+                     half time (over the post's trees: one per author; see lsbm_sim.analysis.metrics)
     cascades.parquet one row per cascade tree (post, author): size, depth, max breadth, virality, half time
     agents.parquet   one row per agent: node label, persona archetype, traits, counters
     manifest.json    scenario, seed, versions, backend, timings, broker statistics; `complete: true` last
@@ -127,8 +127,6 @@ class EventLog:
             self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
         self._writer.write_table(pa.Table.from_batches(batches, schema=self.schema), row_group_size=FLUSH_ROWS * 2)
         if self.segments is not None and keep_segment:
-            from lsbm_sim.checkpoint import write_segment
-
             write_segment(batches, self.schema, self.segments, self.flushes)
         self.flushes += 1
 
@@ -158,6 +156,21 @@ class EventLog:
 
     def frame(self) -> pd.DataFrame:
         return self.table().to_pandas()
+
+
+
+def write_segment(batches: list[pa.RecordBatch], schema: pa.Schema, folder: Path, index: int) -> None:
+    """One row group's batches as their own finished file, renamed into place once written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{index:06d}.arrows"
+    tmp = folder / f".{target.name}.tmp"
+    with open(tmp, "wb") as f:
+        with pa.ipc.new_stream(f, schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
 
 
 @dataclass

@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lsbm_sim.errors import ScenarioError
-from lsbm_sim.feed import Exposures, stable_order
-from lsbm_sim.state import ENGAGED, EXPOSED, sorted_unique
+from lsbm_sim.engine.feed import Exposures, stable_order
+from lsbm_sim.engine.state import ENGAGED, EXPOSED, sorted_unique
 
 if TYPE_CHECKING:
-    from lsbm_sim.model import SocialModel
+    from lsbm_sim.engine.model import SocialModel
 
 RECOMMENDED = -2
 """The sharer (`parent_id` in the event log) of an exposure a recommender put into a feed."""

@@ -210,7 +210,7 @@ def distill_factorized_queries(
 def compare_outcomes(scenario: Scenario, teacher_model: BehaviorModel, student_model: BehaviorModel) -> dict[str, Any]:
     """Run `scenario` (its own seed) with the teacher and with the student: each reaction's rate per exposure, and
     the student's minus the teacher's with a 95% interval (normal approximation, two independent runs)."""
-    from lsbm_sim.runner import run
+    from lsbm_sim.engine.runner import run
 
     rates: dict[str, dict[str, float]] = {}
     exposures: dict[str, int] = {}
@@ -249,7 +249,7 @@ def distill(
     exposure under both (`compare_outcomes`); the teacher's run costs one model row per distinct question, so
     shrink the scenario with `overrides` for a large model.
     """
-    from lsbm_sim.runner import sample_queries
+    from lsbm_sim.engine.runner import sample_queries
     from lsbm_sim.scenario import load_scenario
 
     if sample < 2:

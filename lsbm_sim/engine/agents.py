@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from lsbm_sim.model import SocialModel
+    from lsbm_sim.engine.model import SocialModel
 
 
 class _AgentNumbers(weakref.WeakKeyDictionary):

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from lsbm_sim.errors import DataError, ScenarioError
-from lsbm_sim.network import Network
-from lsbm_sim.population import Population
+from lsbm_sim.world.network import Network
+from lsbm_sim.world.population import Population
 from lsbm_sim.scenario import AuthorSpec, BetaActivity, PostBatchSpec, PostSpec, Scenario, UniformActivity
 
 

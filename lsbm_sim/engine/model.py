@@ -28,19 +28,19 @@ import mesa
 import numpy as np
 from mesa.agent import AgentSet
 
-from lsbm_sim import checkpoint, interrupts
-from lsbm_sim.agents import UserAgent
+from lsbm_sim.engine import checkpoint, interrupts
+from lsbm_sim.engine.agents import UserAgent
 from lsbm_sim.behavior import BehaviorModel, Broker, make_behavior_model
 from lsbm_sim.behavior.base import AGE_BINS, PROOF_BINS, SEEN_BINS, SHARER_BINS, QueryBatch, bin_value
-from lsbm_sim.content import Post, expand_content, make_post
-from lsbm_sim.feed import PROMOTED, Exposures, Inbox, held_out
-from lsbm_sim.posting import make_posting
-from lsbm_sim.recommend import make_recommender
-from lsbm_sim.results import EventLog
+from lsbm_sim.world.content import Post, expand_content, make_post
+from lsbm_sim.engine.feed import PROMOTED, Exposures, Inbox, held_out
+from lsbm_sim.world.posting import make_posting
+from lsbm_sim.engine.recommend import make_recommender
+from lsbm_sim.analysis.results import EventLog
 from lsbm_sim.scenario import PostSpec, Scenario, load_scenario
-from lsbm_sim.state import ENGAGED, EXPOSED, SHARED, PairState, StatusView  # noqa: F401 (the bits, re-exported)
-from lsbm_sim.tables import ResultTables
-from lsbm_sim.world import build_world
+from lsbm_sim.engine.state import ENGAGED, EXPOSED, SHARED, PairState, StatusView  # noqa: F401 (the bits, re-exported)
+from lsbm_sim.analysis.tables import ResultTables
+from lsbm_sim.world.build import build_world
 
 
 # New streams go at the end: a SeedSequence's i-th child does not depend on how many are spawned, so the
@@ -62,7 +62,7 @@ class SocialModel(ResultTables, mesa.Model):
 
     `behavior`: a BehaviorModel to use instead of the scenario's. `agent_class`: a UserAgent subclass.
     `events_path`: stream the event log to this Parquet file instead of keeping it in memory.
-    `checkpoint_dir`, `checkpoint_every`: save the state there every K steps (see `lsbm_sim.checkpoint`).
+    `checkpoint_dir`, `checkpoint_every`: save the state there every K steps (see `lsbm_sim.engine.checkpoint`).
     """
 
     def __init__(
@@ -487,7 +487,7 @@ class SocialModel(ResultTables, mesa.Model):
     def run(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Run the remaining steps; `progress(done, total)` is called after each step.
 
-        Under the command's signal handling (`lsbm_sim.interrupts`), Ctrl-C or SIGTERM stops the run at the end
+        Under the command's signal handling (`lsbm_sim.engine.interrupts`), Ctrl-C or SIGTERM stops the run at the end
         of the step it arrives in, raising `Interrupted`, so that what is kept is whole steps; with a checkpoint
         folder, the state at that step is saved first, so `--resume` continues from it."""
         total = self.scenario.steps

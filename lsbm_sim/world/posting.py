@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from lsbm_sim.errors import DataError, ScenarioError
-from lsbm_sim.population import Population
+from lsbm_sim.world.population import Population
 from lsbm_sim.scenario import BetaActivity, ColumnRate, PostingSpec, UniformActivity
 
 
@@ -38,8 +38,7 @@ class Pool:
 def read_pool(path: Path, text_column: str = "text", topic_column: str | None = "topic") -> Pool:
     """Read a pool file (.csv, .tsv, .parquet, .jsonl): texts from `text_column`, topics from `topic_column` when
     the file has it (a column asked for by another name than the default must be there)."""
-    from lsbm_sim.bft.data import describe_rows, load_table
-    from lsbm_sim.bft.instructions import read_jsonl
+    from lsbm_sim.readers import describe_rows, load_table, read_jsonl
 
     if not path.is_file():
         raise DataError(f"posting.pool: file not found: {path}")

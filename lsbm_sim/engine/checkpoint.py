@@ -183,6 +183,10 @@ def restore(model, folder: Path) -> None:
     with open(path, "rb") as f:
         try:
             payload = _Unpickler(f, _shared(model)).load()
+        except (ModuleNotFoundError, AttributeError) as exc:
+            # The pickle names classes by module path: a checkpoint from a version laid out differently.
+            raise LsbmError(f"--resume: {path} was written by another version of lsbm-sim ({exc}); rerun "
+                            "without --resume") from None
         except Exception as exc:
             raise LsbmError(f"--resume: {path} cannot be read ({type(exc).__name__}: {exc})") from None
     if payload.get("format") != FORMAT:
@@ -200,7 +204,7 @@ def restore(model, folder: Path) -> None:
                                "rebuilt model but not in the checkpoint")  # fmt: skip
         if part is not None:
             part.load_state_dict(saved)
-    from lsbm_sim.state import StatusView
+    from lsbm_sim.engine.state import StatusView
 
     model.status = StatusView(model.state, lambda: len(model.item_ids))
     model.broker.stats = payload["broker"]["stats"]
@@ -224,20 +228,6 @@ def restore(model, folder: Path) -> None:
 
 def remove(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def write_segment(batches: list[pa.RecordBatch], schema: pa.Schema, folder: Path, index: int) -> None:
-    """One row group's batches as their own finished file, renamed into place once written."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{index:06d}.arrows"
-    tmp = folder / f".{target.name}.tmp"
-    with open(tmp, "wb") as f:
-        with pa.ipc.new_stream(f, schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
-            for batch in batches:
-                writer.write_batch(batch)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
 
 
 def _fsync_dir(folder: Path) -> None:

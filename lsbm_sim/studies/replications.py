@@ -49,12 +49,11 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from lsbm_sim.catalog import SHIPPED_DIR, find_scenario
 from lsbm_sim.errors import LsbmError, ScenarioError
-from lsbm_sim.scenario import Scenario, Strict, UniqueKeyLoader, format_validation_error, load_scenario
+from lsbm_sim.scenario import Scenario, Strict, format_validation_error, load_scenario, read_yaml
 
 REPLICATIONS_DIR = SHIPPED_DIR / "replications"
 RESAMPLES = 2000
@@ -245,16 +244,7 @@ def find_replication(name: str | Path) -> Path:
 def load_replication(name: str | Path) -> Replication:
     """Read and validate a replication file (or a shipped one by name); every bad field is named."""
     path = find_replication(name)
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506 (a safe loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ScenarioError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    except UnicodeDecodeError:
-        raise ScenarioError(f"{path}: not a UTF-8 text file") from None
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{path}: a replication is a mapping of fields (name, paper, scenario, arms, ...)")
+    data = read_yaml(path, "replication", "name, paper, scenario, arms, ...")
     try:
         replication = Replication.model_validate(data)
     except ValidationError as exc:
@@ -354,9 +344,9 @@ def holdout_share_rate(run: RunTables, outcome: OutcomeSpec) -> dict[str, float]
     the post, the expected number of times the person then `reaction`s it (the sum of their exposures' recorded
     probabilities after the first followee's share), for feed pairs and for held-out pairs. Who follows whom is
     rebuilt from the scenario and seed (the same world the run had); a pair's condition is `feed.held_out`."""
-    from lsbm_sim.feed import held_out
-    from lsbm_sim.model import stream_seeds
-    from lsbm_sim.world import build_world
+    from lsbm_sim.engine.feed import held_out
+    from lsbm_sim.engine.model import stream_seeds
+    from lsbm_sim.world.build import build_world
 
     seeds = stream_seeds(run.seed)
     _, network = build_world(run.scenario, lambda name: np.random.default_rng(seeds[name]))
@@ -517,7 +507,7 @@ def run_replication(replication: Replication | str | Path, replications: int | N
     With `out`, each arm's runs are kept under `out/<arm>/runs/` (the sweep's folders: a second call reuses
     them) and the per-run outcomes go to `out/outcomes.parquet`; without, in a temporary folder removed after.
     """
-    from lsbm_sim.sweep import sweep
+    from lsbm_sim.studies.sweep import sweep
 
     rep = replication if isinstance(replication, Replication) else load_replication(replication)
     arms = rep.arm_scenarios(overrides)
@@ -571,7 +561,7 @@ def replicate(names: Sequence[str | Path] | str | None = None, replications: int
     reuses them) and the table is written to `out/replications.parquet`. `overrides` (`--set`) change every
     experiment's world (its arms keep their own overrides); `workers`: parallel runs (default: CPU count).
     """
-    from lsbm_sim.sweep import kept_workers
+    from lsbm_sim.studies.sweep import kept_workers
 
     if isinstance(names, (str, Path)):
         names = [names]

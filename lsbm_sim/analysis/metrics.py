@@ -2,7 +2,7 @@
 
 **A cascade is one tree with one root.** In a simulation, each author of a post roots its own tree: the agents
 who shared the post, each attached to the agent whose share exposed them first (a promoted share hangs off the
-post's first author). Real cascades (`lsbm_sim.cascades`) are one tree per source post. For one tree:
+post's first author). Real cascades (`lsbm_sim.analysis.cascades`) are one tree per source post. For one tree:
 
 - size: its nodes, the root included (a post nobody shared has size 1);
 - depth: the longest path from the root (0 for a lone root);

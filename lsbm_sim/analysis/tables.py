@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lsbm_sim.metrics import cascade_metrics, half_times, tree_table
-from lsbm_sim.results import SimulationResult
+from lsbm_sim.analysis.metrics import cascade_metrics, half_times, tree_table
+from lsbm_sim.analysis.results import SimulationResult
 
 
 class ResultTables:
@@ -42,7 +42,7 @@ class ResultTables:
     def cascades_table(self) -> pd.DataFrame:
         """One row per cascade tree (one per author of each post that entered): the post, the author, and the
         tree's size, depth, max breadth, structural virality and half time in minutes, at the resolution of a step
-        (see lsbm_sim.metrics)."""
+        (see lsbm_sim.analysis.metrics)."""
         item, agent, parent, step = self._cascade_nodes()
         trees = tree_table(parent, step * self.scenario.time.step_minutes)
         roots = trees.pop("root").to_numpy()
@@ -53,7 +53,7 @@ class ResultTables:
     def items_table(self) -> pd.DataFrame:
         """One row per post: when it entered (a step), its impressions (times it was shown), reach (people shown
         it), audience (followers of its authors and sharers), reactions and cascade metrics (over its authors'
-        trees, as lsbm_sim.metrics defines them for several roots; half time in minutes)."""
+        trees, as lsbm_sim.analysis.metrics defines them for several roots; half time in minutes)."""
         item, agent, parent, step = self._cascade_nodes()
         per_post = {}
         if len(item):
