@@ -226,7 +226,7 @@ def print_story(result, scenario: Path, out: Path) -> None:
 def validate(scenario: ScenarioArg, set_: SetOption = None) -> None:
     """Check a scenario: its fields, the files it names, the network and every post's authors."""
     from lsbm_sim.catalog import find_scenario
-    from lsbm_sim.engine.runner import check_scenario
+    from lsbm_sim.engine.validate import check_scenario
 
     summary = check_scenario(find_scenario(scenario), _overrides(set_))
     console.print(
@@ -632,7 +632,7 @@ def app_command(
             raise LsbmError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); choose another port") from None
     if scenario is not None or set_:
         from lsbm_sim.catalog import shipped_scenarios
-        from lsbm_sim.engine.runner import check_scenario
+        from lsbm_sim.engine.validate import check_scenario
 
         path = find_scenario(scenario) if scenario is not None else shipped_scenarios()["eco_product_launch"]
         check_scenario(path, _overrides(set_))  # a bad scenario fails here, with the usual message, not inside the page

@@ -38,10 +38,8 @@ from typing import Any
 
 import typer
 
-from lsbm_sim.behavior.base import DEFAULT_REACTIONS
-from lsbm_sim.behavior.checkpoint import BehaviorCheckpoint
-from lsbm_sim.behavior.hf import HFScorer, locate_checkpoint
 from lsbm_sim.errors import LsbmError
+from lsbm_sim.vocabulary import DEFAULT_REACTIONS
 
 MAX_BODY_BYTES = 64 * 2**20
 ECHO_LOGIT_BYTES = 2 * 2**30
@@ -63,6 +61,10 @@ class CompletionService:
     """The model and the OpenAI completion logic, independent of HTTP (one instance per server)."""
 
     def __init__(self, model: str | Path, served_model_name: str | None = None, **scorer_options: Any):
+        # Here, not at the top: `lsbm-sim --help` imports this module to list `serve`.
+        from lsbm_sim.behavior.checkpoint import BehaviorCheckpoint
+        from lsbm_sim.behavior.hf import HFScorer, locate_checkpoint
+
         folder = locate_checkpoint(str(model), lambda p: Path(p).expanduser(), scorer_options.get("allow_pickle", False))
         checkpoint = BehaviorCheckpoint.read(folder)
         # The server answers token questions; the reactions only matter to the client. A level checkpoint must be

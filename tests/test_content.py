@@ -8,7 +8,7 @@ import pytest
 from lsbm_sim import Scenario, SocialModel
 from lsbm_sim.world.content import choose_authors, expand_content
 from lsbm_sim.errors import ScenarioError
-from lsbm_sim.engine.runner import check_scenario
+from lsbm_sim.engine.validate import check_scenario
 from lsbm_sim.world.network import Network
 from lsbm_sim.scenario import AuthorSpec
 

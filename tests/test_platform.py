@@ -312,7 +312,7 @@ def test_the_readme_recommender_from_a_file_and_the_summary_of_many_posts(tmp_pa
 
 def test_validate_reads_the_pool_and_loads_the_recommender(tmp_path: Path):
     from lsbm_sim.errors import DataError
-    from lsbm_sim.engine.runner import check_scenario
+    from lsbm_sim.engine.validate import check_scenario
 
     assert check_scenario(platform())["agents"] == 400
     with pytest.raises(DataError, match="file not found"):

@@ -99,7 +99,7 @@ def test_a_post_cannot_be_promoted_before_it_is_posted():
 
 
 def test_set_paths_resolve_against_the_working_directory_and_file_paths_against_the_file(tmp_path, monkeypatch):
-    from lsbm_sim.engine.runner import check_scenario
+    from lsbm_sim.engine.validate import check_scenario
 
     folder = tmp_path / "scenarios"
     folder.mkdir()

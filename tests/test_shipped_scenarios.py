@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lsbm_sim import Scenario, run
-from lsbm_sim.engine.runner import check_scenario
+from lsbm_sim.engine.validate import check_scenario
 
 SCENARIOS = sorted((Path(__file__).resolve().parents[1] / "scenarios").glob("*.yaml"))
 

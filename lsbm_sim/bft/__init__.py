@@ -15,18 +15,30 @@
 Training and evaluation import torch and transformers; import them from their modules when needed.
 """
 
-from lsbm_sim.bft.data import LEVELS, EngagementColumns, LevelScheme, RateBins, SplitSpec
-from lsbm_sim.readers import load_table
-from lsbm_sim.bft.instructions import PreparedData, prepare_dataset, render_level_prompt
+import importlib
+from typing import Any
 
-__all__ = [
-    "LEVELS",
-    "EngagementColumns",
-    "LevelScheme",
-    "PreparedData",
-    "RateBins",
-    "SplitSpec",
-    "load_table",
-    "prepare_dataset",
-    "render_level_prompt",
-]
+_HOMES = {
+    "LEVELS": "lsbm_sim.bft.data",
+    "EngagementColumns": "lsbm_sim.bft.data",
+    "LevelScheme": "lsbm_sim.bft.data",
+    "RateBins": "lsbm_sim.bft.data",
+    "SplitSpec": "lsbm_sim.bft.data",
+    "load_table": "lsbm_sim.readers",
+    "PreparedData": "lsbm_sim.bft.instructions",
+    "prepare_dataset": "lsbm_sim.bft.instructions",
+    "render_level_prompt": "lsbm_sim.bft.instructions",
+}
+"""Each public name and its module, imported on first use (pandas and the data code load only when asked for,
+not when the command line lists `lsbm-sim bft`)."""
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'lsbm_sim.bft' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

@@ -40,17 +40,7 @@ from lsbm_sim.analysis.results import EventLog
 from lsbm_sim.scenario import PostSpec, Scenario, load_scenario
 from lsbm_sim.engine.state import ENGAGED, EXPOSED, SHARED, PairState, StatusView  # noqa: F401 (the bits, re-exported)
 from lsbm_sim.analysis.tables import ResultTables
-from lsbm_sim.world.build import build_world
-
-
-# New streams go at the end: a SeedSequence's i-th child does not depend on how many are spawned, so the
-# streams listed before keep their numbers.
-STREAMS = ("population", "network", "authors", "activity", "feed", "sampling", "interventions", "thresholds", "content")
-
-
-def stream_seeds(seed: int) -> dict[str, np.random.SeedSequence]:
-    """The seed of each named random stream of a run with this seed."""
-    return dict(zip(STREAMS, np.random.SeedSequence(seed).spawn(len(STREAMS))))
+from lsbm_sim.world.build import build_world, stream_seeds
 
 
 class SocialModel(ResultTables, mesa.Model):

@@ -1,13 +1,12 @@
 """Running a scenario as the command line does: to a results folder published atomically, with partial results,
-checkpoints and resume (`run`); checking a scenario without running it (`check_scenario`); and sampling the
-questions a scenario asks its behavior model (`sample_queries`, for distillation)."""
+checkpoints and resume (`run`); and sampling the questions a scenario asks its behavior model (`sample_queries`,
+for distillation). Checking a scenario without running it is `lsbm_sim.engine.validate`."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -15,9 +14,8 @@ from lsbm_sim.engine import checkpoint, interrupts
 from lsbm_sim.engine.agents import UserAgent
 from lsbm_sim.behavior import BehaviorModel
 from lsbm_sim.behavior.base import BehaviorModelBase, QueryBatch, as_batch
-from lsbm_sim.world.content import expand_content, make_post
-from lsbm_sim.errors import LsbmError, ScenarioError
-from lsbm_sim.engine.model import SocialModel, stream_seeds
+from lsbm_sim.errors import LsbmError
+from lsbm_sim.engine.model import SocialModel
 from lsbm_sim.analysis.results import (
     EVENTS,
     SimulationResult,
@@ -28,7 +26,6 @@ from lsbm_sim.analysis.results import (
     write_tables,
 )
 from lsbm_sim.scenario import Scenario, load_scenario
-from lsbm_sim.world.build import build_world
 
 
 def run(
@@ -189,44 +186,3 @@ def concat_batches(batches: list[QueryBatch]) -> QueryBatch:
     )
 
 
-def check_scenario(scenario: Scenario | str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Everything `validate` checks short of running: the schema, the files it names, the network, the authors
-    of every post, and the behavior settings that can be checked without loading a model. Returns a summary."""
-    scenario = load_scenario(scenario, overrides)
-    seeds = stream_seeds(scenario.seed)
-    population, network = build_world(scenario, lambda name: np.random.default_rng(seeds[name]))
-    authors = np.random.default_rng(seeds["authors"])
-    schedule = expand_content(scenario, np.random.default_rng(seeds["content"])) + [
-        (iv.post, f"interventions[{k}].post") for k, iv in enumerate(scenario.interventions) if iv.kind == "inject"
-    ]
-    for k, (spec, field) in enumerate(schedule):
-        make_post(spec, k, spec.step, field, population, network, authors)
-    if scenario.posting is not None:  # the pool reads, and a rate column exists
-        from lsbm_sim.world.posting import posting_rates, read_pool
-
-        read_pool(scenario.resolve(scenario.posting.pool), scenario.posting.text_column, scenario.posting.topic_column)
-        posting_rates(scenario.posting, population, np.random.default_rng(0))
-    if ":" in scenario.feed.recommender:  # the user's class loads
-        from lsbm_sim.engine.recommend import load_recommender
-
-        load_recommender(scenario.feed.recommender, scenario.resolve)
-    spec = scenario.behavior
-    if spec.head is not None and not scenario.resolve(spec.head).is_file():
-        raise ScenarioError(f"behavior.head: file not found: {scenario.resolve(spec.head)}")
-    if spec.backend in ("hf", "vllm"):  # the checkpoint must be here (a folder, or a hub id in the local cache)
-        from lsbm_sim.behavior.hf import locate_checkpoint
-
-        locate_checkpoint(spec.model, scenario.resolve, spec.allow_pickle)
-    if spec.factorized is not None:  # a readable head file; whether it fits the model is checked when that loads
-        from lsbm_sim.behavior.factorized import FactorizedHead
-
-        FactorizedHead.load(scenario.resolve(spec.factorized.head))
-    return {
-        "name": scenario.name,
-        "agents": population.size,
-        "personas": len(population.personas),
-        "follow_edges": network.num_edges,
-        "posts": len(schedule),
-        "steps": scenario.steps,
-        "backend": spec.backend,
-    }

@@ -24,18 +24,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
 import yaml
-from pydantic import ValidationError
 
 from lsbm_sim.behavior import make_behavior_model
 from lsbm_sim.behavior.base import BehaviorModel, QueryBatch, check_probabilities
-from lsbm_sim.behavior.surrogate import SurrogateModel
 from lsbm_sim.errors import LsbmError
-from lsbm_sim.scenario import BehaviorSpec, Scenario, format_validation_error
+
+if TYPE_CHECKING:  # the command line imports this module to list `distill`; the schema and the head load when it runs
+    from lsbm_sim.behavior.surrogate import SurrogateModel
+    from lsbm_sim.scenario import BehaviorSpec, Scenario
 
 STUDENTS = ("surrogate", "factorized")
 
@@ -54,6 +55,10 @@ def teacher_spec(teacher: BehaviorSpec | dict[str, Any] | str | Path, reactions:
     >>> spec.backend, spec.reactions
     ('constant', ['ignore', 'like'])
     """
+    from pydantic import ValidationError
+
+    from lsbm_sim.scenario import BehaviorSpec, format_validation_error
+
     base = Path.cwd()
     source = "--teacher"
     if isinstance(teacher, BehaviorSpec):
@@ -143,6 +148,8 @@ def distill_queries(
     student: SurrogateModel | None = None,
 ) -> dict[str, Any]:
     """Fit a surrogate head to the teacher's answers on `queries`, save it to `out`, report the agreement."""
+    from lsbm_sim.behavior.surrogate import SurrogateModel
+
     reactions = tuple(teacher_model.reactions)
     probs = teacher_probabilities(teacher_model, queries)
     fit_rows, held_rows = split_rows(len(queries), holdout, seed)
@@ -287,6 +294,8 @@ def student_model(student: str, teacher_model: Any, head: Path | str) -> Behavio
         from lsbm_sim.behavior.factorized import FactorizedHead, FactorizedScorer, LMTextEncoder
 
         return FactorizedScorer(LMTextEncoder(teacher_model), FactorizedHead.load(head), reactions=teacher_model.reactions)
+    from lsbm_sim.behavior.surrogate import SurrogateModel
+
     return SurrogateModel.load(head)
 
 

@@ -345,7 +345,7 @@ def holdout_share_rate(run: RunTables, outcome: OutcomeSpec) -> dict[str, float]
     probabilities after the first followee's share), for feed pairs and for held-out pairs. Who follows whom is
     rebuilt from the scenario and seed (the same world the run had); a pair's condition is `feed.held_out`."""
     from lsbm_sim.engine.feed import held_out
-    from lsbm_sim.engine.model import stream_seeds
+    from lsbm_sim.world.build import stream_seeds
     from lsbm_sim.world.build import build_world
 
     seeds = stream_seeds(run.seed)

@@ -15,6 +15,16 @@ from lsbm_sim.world.population import Population, build_population
 from lsbm_sim.scenario import FILE_KINDS, Scenario
 
 
+# New streams go at the end: a SeedSequence's i-th child does not depend on how many are spawned, so the
+# streams listed before keep their numbers.
+STREAMS = ("population", "network", "authors", "activity", "feed", "sampling", "interventions", "thresholds", "content")
+
+
+def stream_seeds(seed: int) -> dict[str, np.random.SeedSequence]:
+    """The seed of each named random stream of a run with this seed."""
+    return dict(zip(STREAMS, np.random.SeedSequence(seed).spawn(len(STREAMS))))
+
+
 def build_world(scenario: Scenario, stream: Callable[[str], np.random.Generator]) -> tuple[Population, Network]:
     """The population and the network. A network file fixes the number of people; a stochastic block model
     needs the people's traits first."""

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -277,6 +276,8 @@ def _drop_loops_and_duplicates(
 
 def read_graph_file(path: Path, kind: str) -> Network:
     """GraphML or GEXF via networkx; the file says whether it is directed."""
+    import networkx as nx
+
     if not path.is_file():
         raise DataError(f"network.path: file not found: {path}")
     reader = nx.read_graphml if kind == "graphml" else nx.read_gexf

@@ -16,14 +16,16 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 
 from lsbm_sim.errors import DataError, ScenarioError
 from lsbm_sim.scenario import NetworkSpec
+
+if TYPE_CHECKING:  # networkx loads when a graph is asked for: building a world from arrays never needs it
+    import networkx as nx
 
 
 @dataclass
@@ -92,6 +94,8 @@ class Network:
     @property
     def graph(self) -> nx.Graph:
         """The networkx graph (DiGraph if directed), with node attribute `label` for file graphs; built once."""
+        import networkx as nx
+
         if self._graph is None:
             if self.directed:
                 g: nx.Graph = nx.DiGraph()
