@@ -143,6 +143,34 @@ def test_agents_are_registered_as_mesa_registers_them():
     assert len(model.agents) == 300 and late in model.agents and ours[3] not in model.agents_by_type[Tagged]
 
 
+def test_plain_agents_are_made_when_first_asked_for_and_are_the_agents_setup_would_have_made():
+    spec = Scenario.from_dict(small_scenario())
+    eager = SocialModel(spec, agent_class=Tagged)  # a class with its own __init__ gets its agents at setup
+    assert eager._pending_agents is None and len(eager._agent_list) == 300
+    lazy = SocialModel(spec, seed=3)
+    assert lazy._pending_agents is not None and len(lazy._agents) == 0  # none made by setup
+    lazy.step()
+    lazy.step()
+    assert len(lazy._agents) == 0  # nor by the steps: they read arrays
+    agents = list(lazy.agents)
+    assert [(a.unique_id, a.agent_id) for a in agents] == [(i + 1, i) for i in range(300)]
+    assert list(lazy.agents_by_type) == [UserAgent] and list(lazy.agents_by_type[UserAgent]) == agents
+    assert lazy._agent_list == agents and agents[5].counts == {"exposures": int(lazy.agent_exposures[5]),
+                                                               **{r: int(c[5]) for r, c in lazy.agent_reaction_counts.items()}}  # fmt: skip
+    # An agent added by hand before anyone asked comes after the model's own, as it would have.
+    other = SocialModel(spec, seed=3)
+    late = UserAgent(other, 300)
+    assert list(other.agents)[-1] is late and len(other.agents) == 301 and late.unique_id == 301
+    # The run is the same whichever way its agents were made.
+    assert lazy.result().events.equals(_run_two_steps(SocialModel(spec, seed=3, agent_class=Tagged)).result().events)
+
+
+def _run_two_steps(model: SocialModel) -> SocialModel:
+    model.step()
+    model.step()
+    return model
+
+
 def test_a_finished_model_is_freed_so_runs_in_one_process_do_not_pile_up():
     """Mesa keeps a per-model counter of agent numbers in a class-level dict keyed by the model; unless that key is
     weak, every model built in a process (a sweep's or a calibration's runs one after another) stays in memory."""

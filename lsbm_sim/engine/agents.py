@@ -45,6 +45,11 @@ class UserAgent(mesa.Agent):
     _ids = _AgentNumbers()  # replaces mesa.Agent._ids (see _AgentNumbers)
 
     def __init__(self, model: SocialModel, agent_id: int):
+        # A person added by hand before the model made its own agents (it makes them when first asked for) is
+        # numbered after them, as it would have been.
+        make_pending = getattr(model, "_make_pending_agents", None)
+        if make_pending is not None:
+            make_pending()
         super().__init__(model)
         self.agent_id = int(agent_id)
 

@@ -54,7 +54,8 @@ COMPONENTS = ("posting", "recommender")
 # encoder the posting and the recommender use).
 REBUILT = {
     "scenario", "population", "network", "behavior", "broker", "events", "datacollector", "status", "timings",
-    "_agent_list", "_agents", "_agents_by_type", "_all_agents", "_hooked", "_deferred", "_user_step", "step",
+    "_agent_list", "_agents", "_agents_by_type", "_all_agents", "_hooked", "_deferred", "_pending_agents", "_user_step",
+    "step",
     *COMPONENTS,
     "checkpoint_dir", "checkpoint_every",  # the resumed run's own settings
 }  # fmt: skip

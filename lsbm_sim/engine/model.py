@@ -132,14 +132,16 @@ class SocialModel(ResultTables, mesa.Model):
         cache = scenario.resolve(scenario.behavior.cache) if scenario.behavior.cache is not None else None
         self.broker = Broker(self.behavior, cache_path=cache)
 
-        # Mesa agents: the user's handle on each person.
-        self._agent_list: list[UserAgent] = self._create_agents(agent_class, n)
+        # Mesa agents: the user's handle on each person. The step reads arrays, not agents, so agents whose class
+        # adds nothing to UserAgent's construction and has no hooks are made when first asked for
+        # (`model.agents`, `agents_by_type`, ...): at a million people making them is most of the setup.
+        if agent_class.__init__ is UserAgent.__init__ and not any(_overrides(agent_class, h) for h in HOOKS):
+            self._pending_agents = (agent_class, n)
+        else:
+            self._agent_list = self._create_agents(agent_class, n)
         self._hooked = {
-            hook: np.array(
-                sorted(a.agent_id for cls, agents in self.agents_by_type.items() if _overrides(cls, hook) for a in agents),
-                dtype=np.int64,
-            )
-            for hook in ("on_reaction", "step")
+            hook: np.arange(n, dtype=np.int64) if _overrides(agent_class, hook) else np.zeros(0, dtype=np.int64)
+            for hook in HOOKS
         }
         if hasattr(self.behavior, "bind"):
             self.behavior.bind(self)
@@ -172,6 +174,35 @@ class SocialModel(ResultTables, mesa.Model):
 
     _always_online: bool | None = None  # everyone's activity is 1 (decided on the first step)
     _deferred: list[mesa.Agent] | None = None  # agents made but not yet registered with Mesa (see _create_agents)
+    _pending_agents: tuple[type[UserAgent], int] | None = None  # agents not made yet: (class, how many)
+    _agent_list: list[UserAgent]
+
+    def _make_pending_agents(self) -> None:
+        """Make the agents a run has not needed so far, exactly as they would have been made at setup."""
+        if self._pending_agents is not None:
+            agent_class, n = self._pending_agents
+            self._pending_agents = None
+            self._agent_list = self._create_agents(agent_class, n)
+
+    # Mesa's views of the agents, each making them first if they are still pending.
+    @property
+    def agents(self) -> AgentSet:
+        self._make_pending_agents()
+        return super().agents
+
+    @property
+    def agents_by_type(self) -> dict[type[mesa.Agent], AgentSet]:
+        self._make_pending_agents()
+        return super().agents_by_type
+
+    @property
+    def agent_types(self) -> list[type]:
+        self._make_pending_agents()
+        return super().agent_types
+
+    def remove_all_agents(self) -> None:
+        self._make_pending_agents()
+        super().remove_all_agents()
 
     def _create_agents(self, agent_class: type[UserAgent], n: int) -> list[UserAgent]:
         """Make the n Mesa agents, each by its class's own `__init__`, and register them with Mesa in bulk.
@@ -195,6 +226,7 @@ class SocialModel(ResultTables, mesa.Model):
         if self._deferred is not None:
             self._deferred.append(agent)
         else:
+            self._make_pending_agents()  # an agent added by hand comes after the model's own, as it would
             super().register_agent(agent)
 
     def _register_many(self, agents: list[mesa.Agent]) -> None:
@@ -574,6 +606,10 @@ class Tally:
             joined = np.concatenate(self._pending)
             self._counts += np.bincount(joined, minlength=len(self._counts)).astype(np.int32)
             self._pending, self._pending_size = [], 0
+
+
+HOOKS = ("on_reaction", "step")
+"""UserAgent's methods the model calls, for the agents of a class that overrides them."""
 
 
 def _overrides(cls: type, hook: str) -> bool:
