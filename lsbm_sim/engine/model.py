@@ -10,7 +10,8 @@
     6. collect   Mesa's DataCollector records the step; the event log gets one row per exposure
 
 State lives in arrays owned by the model (struct of arrays): a step costs array operations, not a Python call
-per person. `UserAgent`s in `model.agents` are real Mesa agents that read those arrays.
+per person. `UserAgent`s in `model.agents` are real Mesa agents that read those arrays, made when first asked
+for unless their class has hooks or its own `__init__` (the step never needs them).
 
 Randomness comes from one seed split into named streams (population, network, authors, activity, feed,
 sampling, ...), so that, e.g., a change of feed policy does not shift the reactions' random numbers, and the
