@@ -47,6 +47,7 @@ def default_scenario() -> str:
 
 
 def opened_overrides() -> list[str]:
+    """The --set overrides `lsbm-sim app` was opened with (passed to the page's process in the environment)."""
     return list(json.loads(os.environ.get(OVERRIDES_ENV, "[]")))
 
 
@@ -62,6 +63,7 @@ def scenario_choices(current: str | None = None) -> dict[str, str]:
 
 
 def scenario_label(path: str) -> str:
+    """The selector's name for a scenario file (a shipped scenario's name, or the file's name)."""
     resolved = str(Path(path).resolve())
     return next(label for label, file in scenario_choices(path).items() if file == resolved)
 

@@ -41,6 +41,7 @@ def find_scenario(scenario: str | Path) -> Path:
 
 
 def sentences(text: str) -> list[str]:
+    """A text's sentences (split after . ? ! before a capital or a quote), whitespace folded."""
     return [s for s in re.split(r"(?<=[.?!])\s+(?=[A-Z\"'`])", " ".join(text.split())) if s]
 
 

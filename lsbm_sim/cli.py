@@ -118,6 +118,7 @@ SUMMARY_POSTS = 20
 
 
 def check_seed(seed: int | None) -> None:
+    """Refuse a negative --seed with one message."""
     if seed is not None and seed < 0:
         raise LsbmError(f"--seed {seed}: a seed is a whole number from 0 up")
 

@@ -38,6 +38,8 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 
 
 class Strict(BaseModel):
+    """A schema model that refuses fields it does not know (a typo is an error, not a silent default)."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
@@ -53,6 +55,8 @@ class BetaActivity(Strict):
 
 
 class UniformActivity(Strict):
+    """Activity drawn uniformly between `low` and `high` for each person."""
+
     distribution: Literal["uniform"]
     low: Probability = 0.0
     high: Probability = 1.0
@@ -614,6 +618,8 @@ def _entry_ids(entry: PostSpec | PostBatchSpec) -> list[str]:
 
 
 class DuplicateKeyError(yaml.YAMLError):
+    """A key given twice in one YAML mapping (PyYAML would silently keep the second)."""
+
     def __init__(self, key: Any, line: int):
         super().__init__(f"duplicate key {key!r} on line {line}")
         self.key, self.line = key, line

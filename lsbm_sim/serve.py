@@ -364,6 +364,7 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, **scorer
 
 
 def serve_until_interrupted(httpd: Any) -> None:
+    """Serve until Ctrl-C, then close the socket."""
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:

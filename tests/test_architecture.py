@@ -101,3 +101,17 @@ def test_an_import_against_the_grain_is_caught():
 def test_every_module_has_a_place_in_the_plan():
     for module in package_sources():
         part_of(module)  # raises for a module the plan does not place
+
+
+def test_every_public_function_and_class_says_what_it_does():
+    """A reader meets a module through its public names: each has a docstring (what it takes and gives)."""
+    missing = []
+    for module, text in sorted(package_sources().items()):
+        tree = ast.parse(text)
+        if ast.get_docstring(tree) is None and not module.endswith("__main__"):
+            missing.append(f"{module}: no module docstring")
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                if ast.get_docstring(node) is None:
+                    missing.append(f"{module}.{node.name} (line {node.lineno})")
+    assert missing == [], "\n".join(missing)

@@ -366,6 +366,7 @@ def publish(staging: Path, out: Path) -> None:
 
 
 def partial_dir(out: Path) -> Path:
+    """Where a run that failed part-way keeps what it had gathered: `<out>.partial` beside `out`."""
     return out.parent / f"{out.name}.partial"
 
 

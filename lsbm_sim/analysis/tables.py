@@ -165,6 +165,7 @@ def _is_custom(behavior: Any) -> bool:
 
 
 def package_versions() -> dict[str, str]:
+    """Python's and the installed packages' versions that decide a run's numbers, for the manifest."""
     versions = {"python": platform.python_version()}
     for name in ("lsbm-sim", "mesa", "numpy", "networkx", "pandas", "pyarrow", "torch", "transformers"):
         try:

@@ -253,5 +253,6 @@ class HFScorer(PromptScorer):
 
 
 def first_line(exc: BaseException) -> str:
+    """An error's first line, or its type's name when it has no message: for one-line error reports."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -241,6 +241,7 @@ def fingerprint(kind: str, **parts: Any) -> str:
 
 
 def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE is set: then a model id must already be in the local cache."""
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
 
 

@@ -30,6 +30,7 @@ bft_app = typer.Typer(
 
 
 def split_list(text: str) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c']: a comma-separated option's values."""
     return [part.strip() for part in text.split(",") if part.strip()]
 
 

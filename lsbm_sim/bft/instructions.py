@@ -78,6 +78,7 @@ def render_level_prompt(
 
 
 def render_bin_prompt(content: str, behavior: str, labels: Sequence[str]) -> str:
+    """The rate-bin question for one text, with the bins' labels as the answer options."""
     return BIN_PROMPT.format(content=content, behavior=behavior, options="/".join(labels))
 
 

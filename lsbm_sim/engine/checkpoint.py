@@ -66,6 +66,7 @@ class CheckpointError(LsbmError):
 
 
 def checkpoint_dir(out: Path) -> Path:
+    """Where a run writing to `out` keeps its checkpoint: `<out>.checkpoint` beside it."""
     return out.parent / f"{out.name}.checkpoint"
 
 
@@ -228,6 +229,7 @@ def restore(model, folder: Path) -> None:
 
 
 def remove(folder: Path) -> None:
+    """Remove a checkpoint folder, if there is one."""
     shutil.rmtree(folder, ignore_errors=True)
 
 

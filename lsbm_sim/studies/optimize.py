@@ -39,6 +39,8 @@ ignore), the default figure a winner is named by."""
 
 @dataclass(frozen=True)
 class Variant:
+    """One wording of the post: its label in the tables ('original', 'v1', ...) and its text."""
+
     label: str
     text: str
 

@@ -298,12 +298,14 @@ def _counts(items: pd.DataFrame, reaction: str) -> np.ndarray:
 
 
 def expected_rate(run: RunTables, outcome: OutcomeSpec) -> dict[str, float]:
+    """Mean recorded probability of the reaction over the exposures of the matching posts (a sharing intention)."""
     events = run.events
     shown = events[_selected(events["item_id"], outcome.posts)]
     return {"": float(shown[f"p_{outcome.reaction}"].mean()) if len(shown) else math.nan}
 
 
 def first_viewer_rate(run: RunTables, outcome: OutcomeSpec) -> dict[str, float]:
+    """Mean probability of the reaction over exposures a post got while it showed no like or comment from people."""
     events = run.events
     events = events[_selected(events["item_id"], outcome.posts)]
     # A like or comment made in step t is shown from step t + 1: the post's viewers up to and including the step
@@ -315,6 +317,7 @@ def first_viewer_rate(run: RunTables, outcome: OutcomeSpec) -> dict[str, float]:
 
 
 def mean_count(run: RunTables, outcome: OutcomeSpec) -> dict[str, float]:
+    """Mean count of the reaction per matching post that entered the run."""
     items = run.items[(run.items["entered"] >= 0) & _selected(run.items["item_id"], outcome.posts)]
     return {"": float(_counts(items, outcome.reaction).mean()) if len(items) else math.nan}
 
@@ -335,6 +338,7 @@ def gini(values: np.ndarray) -> float:
 
 
 def gini_of_posts(run: RunTables, outcome: OutcomeSpec) -> dict[str, float]:
+    """Gini coefficient of the matching posts' reaction counts: how unequal success is."""
     items = run.items[(run.items["entered"] >= 0) & _selected(run.items["item_id"], outcome.posts)]
     return {"": gini(_counts(items, outcome.reaction))}
 
@@ -383,6 +387,7 @@ def holdout_share_rate(run: RunTables, outcome: OutcomeSpec) -> dict[str, float]
 
 
 def amplification(run: RunTables, outcome: OutcomeSpec) -> dict[str, float]:
+    """People reached by the posts of the `outcome.top` share of accounts with most followers."""
     agents = run.agents
     ranked = np.lexsort((agents["agent_id"].to_numpy(), -agents["followers"].to_numpy()))
     top = set(agents["agent_id"].to_numpy()[ranked[: max(1, int(round(outcome.top * len(agents))))]].tolist())

@@ -270,6 +270,7 @@ def metric_names(spec: Scenario, grid: Mapping[str, Sequence[Any]] | None = None
 
 
 def check_metric(spec: Scenario, grid: Mapping[str, Sequence[Any]] | None, metric: str) -> None:
+    """Refuse, before any run, a --metric that is not a per-post figure of this sweep."""
     known = metric_names(spec, grid)
     if metric not in known:
         raise LsbmError(f"--metric {metric!r}: not a per-post figure of this sweep; choose one of {', '.join(known)}")

@@ -167,6 +167,8 @@ def _by_follower_weight(author: AuthorSpec, field: str, network: Network, rng: n
 
 def make_post(spec: PostSpec, index: int, step: int, field: str, population: Population, network: Network,
               rng: np.random.Generator) -> Post:  # fmt: skip
+    """The post at position `index` of the schedule, entering at `step`, with its authors chosen now (`field`
+    names the scenario entry in an error about them)."""
     return Post(
         index=index,
         id=spec.id,

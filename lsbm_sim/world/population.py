@@ -237,6 +237,7 @@ def check_fits_in_memory(size: int) -> None:
 
 
 def physical_memory() -> int | None:
+    """This machine's memory in bytes, or None where the system does not say."""
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # not a POSIX system that says
