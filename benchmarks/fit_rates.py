@@ -3,6 +3,9 @@
     python benchmarks/fit_rates.py targets              # the real figures, fit and check halves
     python benchmarks/fit_rates.py fit [--size 20000]   # intercepts and age, on the fit halves only
     python benchmarks/fit_rates.py fit --similarity     # ... and similarity, with twitter_cascades' rates too
+    python benchmarks/fit_rates.py fit --hold-age --age -0.04 --start '{"like": {"intercept": -6.2}}'
+                                                        # intercepts only, from a given head (one round
+                                                        # prints its rates; stops when all are within 5%)
     python benchmarks/fit_rates.py world [--set PATH=VALUE ...] [--start HEAD] [--check] [--min-size N]
                                                         # twitter_cascades against the real data, one half
     python benchmarks/fit_rates.py search --grid PATH=V1,V2 ... [--check]
@@ -121,12 +124,13 @@ def simulate_with_similarity(path: Path, head: dict, size: int, world: list[str]
     return events
 
 
-def joint_shift(worlds: list[pd.DataFrame], target: dict[str, float], similarity: bool) -> np.ndarray:
+def joint_shift(worlds: list[pd.DataFrame], target: dict[str, float], similarity: bool, hold_age: bool = False) -> np.ndarray:
     """Shifts of the three intercepts, the three similarity coefficients and the (shared) age coefficient that
     give, on these exposures, the target pooled rates in every world at once and the real speed of shares in
     the first world (two worlds: 6 rate equations and 1 speed equation, 7 unknowns; one world with
     `similarity` False: 4 and 4, the similarity coefficients kept). The exposures' probabilities are re-weighted
-    exactly; the caller runs the worlds again, since fewer shares change who is shown what."""
+    exactly; the caller runs the worlds again, since fewer shares change who is shown what. `hold_age`: the age
+    coefficient stays (no speed equation; its shift comes back 0)."""
     from lsbm_sim.behavior.base import AGE_BINS, bin_value
 
     goal = np.log([target[r] for r in REACTIONS])
@@ -139,20 +143,23 @@ def joint_shift(worlds: list[pd.DataFrame], target: dict[str, float], similarity
     share = REACTIONS.index("share")
 
     def gap(theta):
-        shift, slope, fade = theta[:3], (theta[3:6] if similarity else np.zeros(3)), theta[-1]
+        shift, slope = theta[:3], (theta[3:6] if similarity else np.zeros(3))
+        fade = 0.0 if hold_age else theta[-1]
         out = []
         for k, (logits, cosine, age, delay) in enumerate(parts):
             z = np.exp(logits + shift + slope * cosine + fade * age)
             p = z / (1 + z.sum(axis=1, keepdims=True))
             out.append(np.log(p.mean(axis=0)) - goal)
-            if k == 0:
+            if k == 0 and not hold_age:
                 within = delay <= HORIZON_MIN
                 early = p[within & (delay <= WINDOWS_MIN[0]), share].sum() / p[within, share].sum()
                 out.append([np.log(early / target["speed"][0])])
         return np.concatenate(out)
 
-    solution = root(gap, np.zeros(7 if similarity else 4), method="hybr")
-    return solution.x if similarity else np.concatenate([solution.x[:3], np.zeros(3), solution.x[3:]])
+    unknowns = (6 if similarity else 3) + (0 if hold_age else 1)
+    x = root(gap, np.zeros(unknowns), method="hybr").x
+    x = np.concatenate([x, [0.0]]) if hold_age else x
+    return x if similarity else np.concatenate([x[:3], np.zeros(3), x[3:]])
 
 
 def simulated_rates(events: pd.DataFrame) -> dict[str, float]:
@@ -160,10 +167,12 @@ def simulated_rates(events: pd.DataFrame) -> dict[str, float]:
     return {r: counts.get(r, 0) / len(events) for r in REACTIONS}
 
 
-def fit(size: int, age: float, similarity: bool, start: dict, changes: list[str], rounds: int = 5) -> dict:
+def fit(size: int, age: float, similarity: bool, start: dict, changes: list[str], rounds: int = 5,
+        hold_age: bool = False) -> dict:
     """Intercepts, similarity and age coefficients so that platform_day and twitter_cascades both show the
     Twitter exports' pooled rates and platform_day's shares come as fast as #auspol's retweets (fit halves);
-    `age` is where the age coefficient starts."""
+    `age` is where the age coefficient starts; `hold_age` keeps it there (intercepts only, the 1-hour speed
+    reported, not fitted)."""
     from lsbm_sim.behavior.surrogate import DEFAULT_HEAD
 
     target = real_targets(0)
@@ -183,10 +192,10 @@ def fit(size: int, age: float, similarity: bool, start: dict, changes: list[str]
               f"(real {np.round(target['speed'], 3).tolist()})", flush=True)  # fmt: skip
         fast = speed(runs[0].loc[runs[0].reaction == "share", "delay_min"].to_numpy())[0]
         if all(abs(np.log(r[name] / target[name])) < 0.05 for r in rates for name in REACTIONS) and \
-                abs(np.log(fast / target["speed"][0])) < 0.05:
+                (hold_age or abs(np.log(fast / target["speed"][0])) < 0.05):
             break
-        theta = joint_shift(runs, target, similarity)
-        age = round(age + theta[6], 3)
+        theta = joint_shift(runs, target, similarity, hold_age)
+        age = age if hold_age else round(age + theta[6], 3)
         head = {r: {"intercept": round(head[r]["intercept"] + theta[i], 3),
                     "similarity": round(head[r]["similarity"] + theta[3 + i], 3), "age": age}
                 for i, r in enumerate(REACTIONS)}  # fmt: skip
@@ -320,6 +329,7 @@ def main() -> None:
     parser.add_argument("--min-size", type=int, default=None,
                         help="world, search: compare tree shapes with twitter16 from this size on, both sides")
     parser.add_argument("--age", type=float, default=-0.4, help="fit: the age coefficient to start from")
+    parser.add_argument("--hold-age", action="store_true", help="fit: keep the age coefficient at --age (intercepts only)")
     parser.add_argument("--start", type=json.loads, default={},
                         help="fit: coefficients to start from; world: coefficients to run with (JSON)")
     args = parser.parse_args()
@@ -335,7 +345,7 @@ def main() -> None:
     elif args.what == "search":
         search(args.size, args.start, args.set, args.grid, args.check, args.min_size, tuple(args.seeds))
     else:
-        fit(args.size, args.age, args.similarity, args.start, args.set)
+        fit(args.size, args.age, args.similarity, args.start, args.set, hold_age=args.hold_age)
 
 
 if __name__ == "__main__":

@@ -121,15 +121,15 @@ CALIBRATION = "twitter16 fit half in scenarios/twitter_cascades.yaml (share: sha
 APPEAL_COEFFICIENT = 0.93
 DEFAULT_HEAD: dict[str, dict[str, float]] = {
     "like": {
-        "intercept": -5.54, "similarity": 0.0, "proof": 0.46, "sharers": 0.25, "labeled": -0.14,
+        "intercept": -6.17, "similarity": 0.0, "proof": 0.46, "sharers": 0.25, "labeled": -0.11,
         "age": -0.04, "seen": -0.5, "promoted": -0.4, "disposition": 0.4, "appeal": APPEAL_COEFFICIENT,
     },
     "share": {
-        "intercept": -6.98, "similarity": 0.0, "proof": 0.2, "sharers": 0.56, "labeled": -0.32,
+        "intercept": -7.01, "similarity": 0.0, "proof": 0.2, "sharers": 0.56, "labeled": -0.25,
         "age": -0.04, "seen": -0.7, "promoted": -0.6, "disposition": 0.9, "appeal": APPEAL_COEFFICIENT,
     },
     "comment": {
-        "intercept": -7.6, "similarity": 0.0, "proof": 0.2, "sharers": 0.15, "labeled": 0.11,
+        "intercept": -7.64, "similarity": 0.0, "proof": 0.2, "sharers": 0.15, "labeled": 0.09,
         "age": -0.04, "seen": -0.4, "promoted": -0.3, "disposition": 0.5, "appeal": APPEAL_COEFFICIENT,
     },
 }  # fmt: skip
