@@ -55,8 +55,9 @@ real time"; every fit on the fit halves of the data, every figure below on the c
   keeping the head's proportions; proof's for share and comment keep their assumed values (scaled with like's,
   they make platform_day's sharing run away). Other experiments only check the model (fitted to nothing).
 - The share coefficient of friends who shared (`sharers`) comes from a calibration of tree shapes on twitter16
-  (`CALIBRATION`); `seen`, `promoted`, `disposition` and the like and comment `sharers` are assumed (see
-  `COEFFICIENT_SOURCES`).
+  (`CALIBRATION`); `seen`, `promoted`, `disposition` and the like and comment `sharers` are assumed: no
+  experiment or data set here pins them, and the sensitivity table in benchmarks/RESULTS.md shows how far the
+  shipped what-ifs move with them at 0 and doubled (see `COEFFICIENT_SOURCES`).
 
 For a study, refit the head to data (`fit`) or distil it from a fine-tuned behavior model (`lsbm-sim distill`).
 """
@@ -107,9 +108,15 @@ COEFFICIENT_SOURCES: dict[str, str] = {
                "by the same factor for like and comment (a label cuts liking less than sharing and draws comments)",
     "age": "calibrated: platform_day's shares come as fast as #auspol's retweets (share within 1 hour of those "
            "within 12 hours; fit half); one value for every reaction",
-    "seen": "assumed; not calibrated yet",
-    "promoted": "assumed; not calibrated yet",
-    "disposition": "assumed: the persona's stated readiness to react",
+    "seen": "assumed: repeated exposure fades interest; "
+             "no experiment or data set here pins it; its evidence is how far the shipped what-ifs move with it "
+             "at 0 and doubled (benchmarks/RESULTS.md, \"The shipped what-ifs over seeds\", the sensitivity table)",
+    "promoted": "assumed: promotion draws less than a friend's post; "
+                "no experiment or data set here pins it; its evidence is how far the shipped what-ifs move with it "
+                "at 0 and doubled (benchmarks/RESULTS.md, \"The shipped what-ifs over seeds\", the sensitivity table)",
+    "disposition": "assumed: the persona's stated readiness to react; "
+                   "no experiment or data set here pins it; its evidence is how far the shipped what-ifs move with it "
+                   "at 0 and doubled (benchmarks/RESULTS.md, \"The shipped what-ifs over seeds\", the sensitivity table)",
     "appeal": "measured: scaled so that real significant Upworthy pairs differ by their real median click ratio",
 }
 # `sharers` for share comes from `lsbm-sim calibrate` of scenarios/twitter_cascades.yaml (in a 5,000-person
