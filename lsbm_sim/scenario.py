@@ -179,10 +179,13 @@ class AuthorSpec(Strict):
     famous authors); `node`: the given node label; `community`: random accounts whose persona trait `trait` has
     the value `value`; `followers`: accounts drawn with probability proportional to their follower count;
     `quantile`: random accounts whose follower count ranks between the `quantiles` [low, high] of all accounts
-    (ranked by followers, ties by agent number): [0.99, 1] is the top 1%, [0, 0.5] the less-followed half."""
+    (ranked by followers, ties by agent number): [0.99, 1] is the top 1%, [0, 0.5] the less-followed half.
+    `fraction`: instead of `count`, that share of all people (at least one), so that a scenario run smaller
+    (`--set population.size=...`) keeps its proportions: 0.015 is 3,000 of 200,000."""
 
     strategy: AuthorStrategy = "random"
     count: PositiveInt = 1
+    fraction: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     node: int | str | None = None
     trait: str | None = None
     value: str | None = None
@@ -191,6 +194,10 @@ class AuthorSpec(Strict):
 
     @model_validator(mode="after")
     def _needs(self):
+        if self.fraction is not None and "count" in self.model_fields_set:
+            raise ValueError("give count (how many people) or fraction (what share of them), not both")
+        if self.fraction is not None and self.strategy == "node":
+            raise ValueError("author.fraction: strategy 'node' names one author")
         if self.strategy == "node" and self.node is None:
             raise ValueError("author.strategy 'node' needs author.node")
         if self.strategy == "community" and (self.trait is None or self.value is None):

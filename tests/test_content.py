@@ -165,3 +165,15 @@ def test_the_documented_follower_world_runs_as_written(tmp_path: Path):
     assert len(items) == 500 and model.network.kind == "follower"
     # Heterogeneous posts: most spread little, a few far.
     assert (items["share"] == 0).mean() > 0.3 and items["share"].max() > 5 * max(items["share"].median(), 1)
+
+
+def test_authors_as_a_fraction_of_the_people_keep_their_share_at_any_size():
+    spec = small_scenario()
+    spec["content"] = [{"id": "claim", "text": "A claim", "author": {"strategy": "random", "fraction": 0.05}}]
+    for size, expected in ((400, 20), (1000, 50), (10, 1)):  # at least one author
+        scenario = Scenario.from_dict({**spec, "population": {**spec["population"], "size": size}})
+        model = SocialModel(scenario, seed=2)
+        assert len(model.posts[0].authors) == expected
+    both = {"id": "claim", "text": "A claim", "author": {"strategy": "random", "count": 3, "fraction": 0.05}}
+    with pytest.raises(ScenarioError, match=r"content\.0\.author: give count .* or fraction .*, not both"):
+        Scenario.from_dict({**spec, "content": [both]})

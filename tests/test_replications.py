@@ -165,7 +165,7 @@ SMALL = {
     "muchnik2013_final_score": (["population.size=1500", "steps=24", "content.0.posts=40"], 6, "above"),
     "glenski2017": (["population.size=1500", "steps=24", "content.0.posts=40"], 6, "above"),
     "labels_pennycook2020": (["population.size=600", "steps=12"], 3, "below"),
-    "salganik2006": (["population.size=600", "steps=16"], 4, "above"),
+    "salganik2006": (["population.size=1000", "steps=32"], 4, "above"),
     "huszar2022": (["population.size=3000", "steps=48"], 3, "above"),
     "bakshy2012": (["population.size=1500", "steps=32"], 3, "above"),
 }

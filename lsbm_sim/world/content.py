@@ -92,6 +92,8 @@ def choose_authors(
 ) -> np.ndarray:
     """The agents who post it. `field` is the scenario path of this author spec, for error messages."""
     n = population.size
+    if author.fraction is not None:  # a share of the people: as many as that is in this world
+        author = author.model_copy(update={"count": max(1, round(author.fraction * n))})
     if author.count > n:
         raise ScenarioError(f"{field}.count: {author.count} authors but only {n} agents")
     if author.strategy == "random":
