@@ -107,7 +107,8 @@ COEFFICIENT_SOURCES: dict[str, str] = {
                "scenarios/replications/labels_pennycook2020.yaml, benchmarks/fit_experiments.py); scaled with share "
                "by the same factor for like and comment (a label cuts liking less than sharing and draws comments)",
     "age": "calibrated: platform_day's shares come as fast as #auspol's retweets (share within 1 hour of those "
-           "within 12 hours; fit half); one value for every reaction",
+           "within 12 hours; fit half); one value for every reaction, held when the intercepts were refitted with "
+           "the experiments' coefficients (42.3% within 1 hour then, #auspol's fit half 41.5%)",
     "seen": "assumed: repeated exposure fades interest; "
              "no experiment or data set here pins it; its evidence is how far the shipped what-ifs move with it "
              "at 0 and doubled (benchmarks/RESULTS.md, \"The shipped what-ifs over seeds\", the sensitivity table)",
