@@ -99,8 +99,14 @@ def test_an_import_against_the_grain_is_caught():
 
 
 def test_every_module_has_a_place_in_the_plan():
-    for module in package_sources():
-        part_of(module)  # raises for a module the plan does not place
+    parts = {module: part_of(module) for module in package_sources()}  # part_of raises for a module with no place
+    assert set(parts.values()) == set(MAY_IMPORT)  # every part of the plan holds modules, and only those parts do
+    try:
+        part_of("lsbm_sim.somewhere_new")
+    except AssertionError as exc:
+        assert "in no part of the plan" in str(exc)
+    else:
+        raise AssertionError("a module outside the plan was given a place")
 
 
 def test_every_public_function_and_class_says_what_it_does():
