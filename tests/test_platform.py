@@ -215,6 +215,25 @@ def test_recommendations_fill_their_share_of_the_feed_from_outside_the_follows(r
     assert len(both) and (first_rec[both] > last_in[both]).all()
 
 
+def test_of_equally_similar_posts_the_recommender_keeps_the_newest_as_candidates(tmp_path: Path):
+    """A pool repeats its texts, so many posts are exactly as similar to a persona as each other. The running
+    top list by similarity keeps the newest of them: an old copy must not hold a slot a fresh one could take
+    (the candidates would otherwise be posts just written or posts a day old, and nothing in between)."""
+    from lsbm_sim import SocialModel
+    from lsbm_sim.engine.recommend import CANDIDATES
+
+    pool = tmp_path / "one_text.jsonl"
+    pool.write_text('{"text": "A new bridge opens across the river", "topic": "news"}\n')
+    model = SocialModel(platform(steps=8, posting={"rate": 0.1, "pool": str(pool)},
+                                 feed={"policy": "chronological", "size": 10, "recommender": "interest"}))  # fmt: skip
+    model.run()
+    recent = model.recommender._recent(model.steps - 1)
+    assert len(recent) > 2 * CANDIDATES  # more equally similar posts than the list holds
+    kept = np.sort(model.recommender._similar[model.recommender._similar >= 0].reshape(len(model.recommender._similar), -1), axis=1)
+    newest = np.sort(recent)[-CANDIDATES:]
+    assert (kept == newest).all()
+
+
 class ScienceOnly:
     """A user's recommender (named in the scenario as module:Class): science posts, and nothing else."""
 

@@ -5,9 +5,9 @@ In the manner of X's and OASIS's recommenders, it works in two stages:
 
 1. **Candidates** per persona archetype (a few thousand archetypes whatever the population), from three sources
    over the recent posts (younger than `feed.candidate_age` steps, not removed): the `CANDIDATES` posts most
-   similar to the archetype's persona (sentence-embedding cosine; kept up to date by merging each step's new
-   posts into the running top list, so no step scores all posts against all people), the most engaged posts,
-   and the newest posts.
+   similar to the archetype's persona (sentence-embedding cosine, the newer of equally similar posts first;
+   kept up to date by merging each step's new posts into the running top list, so no step scores all posts
+   against all people), the most engaged posts, and the newest posts.
 2. **Ranking**: the recommender scores each (archetype, candidate) row; each online person then draws the posts
    for their `round(feed.size * feed.out_of_network)` slots from their archetype's candidates with
    probability proportional to exp(score / temperature), and posts they were shown before, engaged with,
@@ -217,8 +217,11 @@ class Recommending:
             column = np.searchsorted(items, np.maximum(merged, 0))
             score = np.where(valid, np.take_along_axis(sim, column, axis=1), -np.inf)
         keep = min(CANDIDATES, merged.shape[1])
-        # Ties (equal similarity) go to the lower item number, so the list does not depend on arrival order.
-        order = np.lexsort((merged, -score), axis=1)[:, :keep]
+        # Ties (equal similarity: a pool repeats its texts) go to the newer post, as a recommender keeps the
+        # fresher of two equally relevant posts; were they to go to the older, old copies would hold the list and
+        # a post would be a candidate only while newest or, hours later, once much engaged. The order is total
+        # (by item number), so the list does not depend on the order posts arrived in within a step.
+        order = np.lexsort((-merged, -score), axis=1)[:, :keep]
         self._similar = np.where(np.take_along_axis(valid, order, axis=1), np.take_along_axis(merged, order, axis=1), -1)
 
     def candidates(self, t: int) -> Candidates:
