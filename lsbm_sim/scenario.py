@@ -26,6 +26,7 @@ from pydantic import (
     Tag,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -191,6 +192,15 @@ class AuthorSpec(Strict):
     value: str | None = None
     top: PositiveInt | None = None
     quantiles: tuple[Probability, Probability] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_count_beside_fraction(self, handler):
+        # A dump is read back (--set overrides, sweeps' workers, checkpoints, to_yaml): with a fraction, the
+        # count is not the scenario's, and the two together would be refused.
+        data = handler(self)
+        if self.fraction is not None:
+            data.pop("count", None)
+        return data
 
     @model_validator(mode="after")
     def _needs(self):

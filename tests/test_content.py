@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from lsbm_sim import Scenario, SocialModel
 from lsbm_sim.world.content import choose_authors, expand_content
@@ -12,7 +13,7 @@ from lsbm_sim.engine.validate import check_scenario
 from lsbm_sim.world.network import Network
 from lsbm_sim.scenario import AuthorSpec
 
-from conftest import small_scenario
+from conftest import ROOT, small_scenario
 
 
 def star_network() -> Network:
@@ -174,6 +175,11 @@ def test_authors_as_a_fraction_of_the_people_keep_their_share_at_any_size():
         scenario = Scenario.from_dict({**spec, "population": {**spec["population"], "size": size}})
         model = SocialModel(scenario, seed=2)
         assert len(model.posts[0].authors) == expected
+    # A scenario with a fraction survives being written out and read back (overrides, sweeps and to_yaml do so).
+    shipped = Scenario.from_yaml(ROOT / "scenarios" / "misinformation_correction.yaml")
+    again = shipped.with_overrides(["population.size=2000"])
+    assert again.content[0].author.fraction == shipped.content[0].author.fraction == 0.015
+    assert Scenario.from_dict(yaml.safe_load(shipped.to_yaml())).content[0].author.fraction == 0.015
     both = {"id": "claim", "text": "A claim", "author": {"strategy": "random", "count": 3, "fraction": 0.05}}
     with pytest.raises(ScenarioError, match=r"content\.0\.author: give count .* or fraction .*, not both"):
         Scenario.from_dict({**spec, "content": [both]})
