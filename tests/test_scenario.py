@@ -123,3 +123,19 @@ def test_set_paths_resolve_against_the_working_directory_and_file_paths_against_
     # A path inside a section the scenario may leave out (posting is optional) is read from the command line too.
     with_pool = Scenario.from_yaml(scenario_file, overrides=["posting.rate=0.5", "posting.pool=pool.csv"])
     assert with_pool.resolve(with_pool.posting.pool) == tmp_path / "pool.csv"
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "scenarios").glob("*.yaml")) + sorted(
+    (Path(__file__).resolve().parents[1] / "scenarios" / "replications" / "worlds").glob("*.yaml")
+)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_scenario_survives_being_written_out_and_read_back(path: Path):
+    """Overrides, sweeps' workers, checkpoints and `to_yaml` all dump a scenario and validate the dump again: a
+    dump that its own schema refuses breaks every one of them for that scenario."""
+    import yaml
+
+    shipped = Scenario.from_yaml(path)
+    assert shipped.with_overrides([]) == shipped
+    assert Scenario.from_dict(yaml.safe_load(shipped.to_yaml()), base_dir=path.parent) == shipped
