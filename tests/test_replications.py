@@ -162,8 +162,8 @@ def test_every_shipped_replication_is_valid_cited_and_listed(capsys):
 SMALL = {
     # name: (overrides, replications, the sign the design implies: the effect is above 1 or below 1)
     "muchnik2013_first_vote": (["population.size=600", "steps=16"], 3, "above"),
-    "muchnik2013_final_score": (["population.size=1500", "steps=24", "content.0.posts=40"], 6, "above"),
-    "glenski2017": (["population.size=1500", "steps=24", "content.0.posts=40"], 6, "above"),
+    "muchnik2013_final_score": (["population.size=1500", "steps=24", "content.0.posts=80"], 6, "above"),
+    "glenski2017": (["population.size=1500", "steps=24", "content.0.posts=80"], 6, "above"),
     "labels_pennycook2020": (["population.size=600", "steps=12"], 3, "below"),
     "salganik2006": (["population.size=1000", "steps=32"], 4, "above"),
     "huszar2022": (["population.size=3000", "steps=48"], 3, "above"),
