@@ -56,12 +56,16 @@ def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
     return proc.returncode, err
 
 
-def wait_for(condition, timeout: float = 90, what: str = "condition"):
+def wait_for(condition, timeout: float = 90, what: str = "condition", proc: subprocess.Popen | None = None):
+    """Poll `condition` until it holds; with `proc`, a command that ended first fails at once with its stderr
+    (a command that ended cannot be interrupted, and waiting out the timeout would hide why)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = condition()
         if found:
             return found
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the command ended (code {proc.returncode}) before {what}: {proc.stderr.read()}")
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -277,7 +281,8 @@ def test_a_calibration_whose_runs_post_and_recommend_is_stopped_and_finished_by_
     from lsbm_sim.engine.runner import run
 
     path = tmp_path / "living.yaml"
-    doc = small_scenario(steps=12, population={"size": 400, "activity": 0.5})
+    # Steps enough that a trial lasts a second or two: the window in which the test must catch one running.
+    doc = small_scenario(steps=24, population={"size": 400, "activity": 0.5})
     doc["posting"] = {"rate": 0.03, "pool": str(ROOT / "scenarios" / "data" / "posts.jsonl")}
     doc["feed"] = {"policy": "chronological", "size": 6, "recommender": "interest", "out_of_network": 0.3}
     path.write_text(yaml.safe_dump(doc))
@@ -297,7 +302,9 @@ def test_a_calibration_whose_runs_post_and_recommend_is_stopped_and_finished_by_
         return len(done) >= 1 and now[-1].state == optuna.trial.TrialState.RUNNING and bool(now[-1].params)
 
     proc = lsbm(*command, cwd=tmp_path)
-    wait_for(lambda: (tmp_path / "cal" / "study.db").exists() and mid_trial(), what="a trial running after one finished")
+    # A loaded machine (a fresh clone embeds the posts once, then runs the trials) can take a minute to get there.
+    wait_for(lambda: (tmp_path / "cal" / "study.db").exists() and mid_trial(), timeout=240,
+             what="a trial running after one finished", proc=proc)  # fmt: skip
     proc.send_signal(signal.SIGINT)
     returncode, err = finish(proc, timeout=60)
     assert returncode == 130 and "interrupted by SIGINT" in err and "Traceback" not in err, err
