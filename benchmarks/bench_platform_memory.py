@@ -6,6 +6,8 @@ long run can be followed (and a run stopped early still leaves its figures).
     python benchmarks/bench_platform_memory.py --n 10000000 --steps 96 > platform_10m.log
 
 Run it under `/usr/bin/time -v` for the peak the kernel saw; the last line prints this process's peak too.
+`--tracemalloc 15` also prints the 15 source lines holding the most memory after the last step (Python's
+allocation tracer: several times slower, so for small populations).
 """
 
 from __future__ import annotations
@@ -42,7 +44,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--steps", type=int, default=96)
     parser.add_argument("--set", action="append", default=[], help="more scenario overrides (KEY=VALUE)")
+    parser.add_argument("--tracemalloc", type=int, default=0, metavar="K", help="print the K largest holders at the end")
     args = parser.parse_args()
+    if args.tracemalloc:
+        import tracemalloc
+
+        tracemalloc.start()
     print_machine()
     print_command()
     started = time.perf_counter()
@@ -62,6 +69,10 @@ def main() -> None:
                    "rss_gb": round(resident_gb(), 2), "peak_gb": round(peak_rss_gb(), 2)}  # fmt: skip
             row.update({k: (round(v, 3) if isinstance(v, float) else v) for k, v in parts(model).items()})
             print(json.dumps(row), flush=True)
+        if args.tracemalloc:
+            snapshot = tracemalloc.take_snapshot()
+            for stat in snapshot.statistics("lineno")[: args.tracemalloc]:
+                print(f"# {stat.size / 2**20:9.1f} MB {stat.count:>10,} blocks  {stat.traceback[0]}")
         model.result()
     print(json.dumps({"step": "done", "s": round(time.perf_counter() - started, 1), "peak_gb": round(peak_rss_gb(), 2),
                       "exposures": int(model.events.exposures), "timings": {k: round(v, 1) for k, v in model.timings.items()}}))  # fmt: skip
