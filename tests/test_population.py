@@ -8,8 +8,9 @@ import yaml
 from conftest import small_scenario
 
 from lsbm_sim import Scenario, SocialModel
-from lsbm_sim.errors import DataError
-from lsbm_sim.world.population import draw_population, read_population
+from lsbm_sim.errors import DataError, ScenarioError
+from lsbm_sim.world import population as population_module
+from lsbm_sim.world.population import check_fits_in_memory, draw_population, memory_needed, read_population
 from lsbm_sim.scenario import PopulationSpec
 
 
@@ -93,3 +94,15 @@ def test_real_email_network_with_department_personas(shared_data: Path, tmp_path
     model.run()
     assert model.num_agents == 1005 and model.network.directed
     assert model.result().items.loc[0, "reach"] > 0
+
+
+def test_a_population_is_refused_exactly_when_its_estimated_peak_exceeds_the_machines_memory(monkeypatch):
+    monkeypatch.setattr(population_module, "physical_memory", lambda: 24 * 2**30)
+    largest = (24 * 2**30 - population_module.BASE_BYTES) // population_module.BYTES_PER_AGENT
+    check_fits_in_memory(largest)  # fits: no error
+    check_fits_in_memory(10_000_000)  # the living platform at ten million people was measured within 16 GB here
+    with pytest.raises(ScenarioError, match=r"population.size: 17,[0-9,]+ people need about 24 GiB of memory; this machine has 24 GiB"):
+        check_fits_in_memory(largest + 1)
+    assert memory_needed(1_000_000) > 2.18 * 2**30  # a million people on the platform peaked at 2.18 GiB here
+    monkeypatch.setattr(population_module, "physical_memory", lambda: None)  # a system that does not say
+    check_fits_in_memory(10**12)

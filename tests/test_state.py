@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from lsbm_sim.engine import state as state_module
 from lsbm_sim.engine.state import ENGAGED, EXPOSED, SHARED, PairState, StatusView
 
 
-def test_pair_state_matches_dense_arrays_through_growth_and_retirement():
+@pytest.mark.parametrize("rebuild_slice", [state_module.REBUILD_SLICE, 7])  # one slice; many, not a power of two
+def test_pair_state_matches_dense_arrays_through_growth_and_retirement(monkeypatch, rebuild_slice):
+    monkeypatch.setattr(state_module, "REBUILD_SLICE", rebuild_slice)
     rng = np.random.default_rng(3)
     items, people = 40, 300
     state = PairState(people, capacity=8)  # tiny: the table is rebuilt many times on the way
@@ -67,3 +71,14 @@ def test_seen_is_capped_at_255():
     for _ in range(300):
         state.expose(*one, engaged=np.array([False]))
     assert state.facts(*one)[1].tolist() == [255]
+
+
+def test_sharers_count_widens_past_what_two_bytes_hold_and_stays_exact_through_rebuilds():
+    state = PairState(n_people=100, capacity=8)
+    state.add_sharers(np.array([1, 2]), np.array([5, 6]))
+    assert state._sharers.dtype == np.uint16  # the narrow count while it suffices
+    state.add_sharers(np.full(65_535, 1), np.full(65_535, 5))  # one past 65,535 for (1, 5)
+    state.add_sharers(np.arange(3, 40), np.arange(3, 40))  # the table grows and is rebuilt
+    assert state.sharers(np.array([1, 2, 3]), np.array([5, 6, 3])).tolist() == [65_536, 1, 1]
+    state.add_sharers(np.full(3, 1), np.full(3, 5))
+    assert state.facts(np.array([1]), np.array([5]))[2].tolist() == [65_539]

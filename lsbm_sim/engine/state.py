@@ -17,9 +17,13 @@ in benchmarks/RESULTS.md): a million look-ups among 10 million stored pairs take
 6.7 s as binary searches in one sorted key array (12x; a binary search makes some 23 scattered reads per
 key); a sorted array would also need a merge of the whole table, or a growing list of sorted runs to search, to
 take a step's new pairs, and scipy.sparse matrices rebuild their index on every insertion. The price is room:
-14 bytes per slot, between 22% and 60% of slots in use (23 to 62 bytes per pair).
+12 bytes per slot (int64 key, uint8 status, uint8 seen, uint16 sharers), between 22% and 60% of slots in use
+(20 to 53 bytes per pair). The sharers count widens to int32 the first time a pair would pass 65,535 (someone
+following that many accounts that shared one post), so it is exact whatever the graph: most graphs never pay for it.
 
 Entries of retired posts (no one can be shown them again) are dropped when the table fills up, before it grows.
+The new table is filled from the old one a slice at a time, so that a rebuild holds the two tables and one
+slice's copies, not a copy of every pair besides.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ EMPTY = np.int64(-1)
 MAX_LOAD = 0.6
 """Largest share of slots in use: linear probing stays at a few probes per look-up below it."""
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+REBUILD_SLICE = 1 << 22
+"""Slots of the old table moved per pass of a rebuild: its copies cost about 60 MB, whatever the table's size."""
 
 
 class PairState:
@@ -55,7 +61,7 @@ class PairState:
         self.keys = np.full(capacity, EMPTY, dtype=np.int64)
         self._status = np.zeros(capacity, dtype=np.uint8)
         self._seen = np.zeros(capacity, dtype=np.uint8)
-        self._sharers = np.zeros(capacity, dtype=np.int32)
+        self._sharers = np.zeros(capacity, dtype=np.uint16)  # widened by `add_sharers` when a count needs it
         self.size = 0
 
     def __len__(self) -> int:
@@ -117,7 +123,10 @@ class PairState:
         """One more followee shared the post, for each (post, person) given (pairs may repeat)."""
         unique_key, times = np.unique(self.key(item, agent), return_counts=True)
         slot = self._insert(unique_key)
-        self._sharers[slot] += times.astype(np.int32)
+        counts = self._sharers[slot].astype(np.int64) + times
+        if len(counts) and counts.max() > np.iinfo(self._sharers.dtype).max:
+            self._sharers = self._sharers.astype(np.int32)
+        self._sharers[slot] = counts
 
     def expose(self, item: np.ndarray, agent: np.ndarray, engaged: np.ndarray) -> np.ndarray:
         """Record a step's exposures (each pair at most once) and whether each person engaged; returns whether
@@ -190,21 +199,32 @@ class PairState:
     def _make_room(self, incoming: int) -> None:
         if self.size + incoming <= MAX_LOAD * len(self.keys):
             return
-        keep = np.flatnonzero(self.keys != EMPTY)
+        old = (self.keys, self._status, self._seen, self._sharers)
+        kept = sum(int(np.count_nonzero(self._alive(start))) for start in range(0, len(self.keys), REBUILD_SLICE))
+        # The smallest table that leaves a quarter of the allowed load free, so that the next rebuild is some
+        # steps away (a table fills to between 22% and 60% of its slots: 20 to 53 bytes per pair).
+        capacity = 1024
+        while kept + incoming > 0.75 * MAX_LOAD * capacity:
+            capacity *= 2
+        sharers_dtype = self._sharers.dtype
+        self._allocate(capacity)
+        self._sharers = self._sharers.astype(sharers_dtype, copy=False)
+        for start in range(0, len(old[0]), REBUILD_SLICE):
+            used = self._alive(start, old[0]) + start
+            slot = self._insert(old[0][used])  # room is made: the new table takes them all
+            self._status[slot], self._seen[slot], self._sharers[slot] = old[1][used], old[2][used], old[3][used]
+
+    def _alive(self, start: int, keys: np.ndarray | None = None) -> np.ndarray:
+        """The used slots, less those of retired posts, among `keys[start:start + REBUILD_SLICE]`, counted
+        from `start`."""
+        keys = (self.keys if keys is None else keys)[start : start + REBUILD_SLICE]
+        used = np.flatnonzero(keys != EMPTY)
         if len(self._retired):
-            item = self.keys[keep] // self.n_people
+            item = keys[used] // self.n_people
             alive = item >= len(self._retired)
             alive[~alive] = ~self._retired[item[~alive]]
-            keep = keep[alive]
-        # The smallest table that leaves a quarter of the allowed load free, so that the next rebuild is some
-        # steps away (a table fills to between 22% and 60% of its slots: 23 to 62 bytes per pair).
-        capacity = 1024
-        while len(keep) + incoming > 0.75 * MAX_LOAD * capacity:
-            capacity *= 2
-        keys, status, seen, sharers = self.keys[keep], self._status[keep], self._seen[keep], self._sharers[keep]
-        self._allocate(capacity)
-        slot = self._insert(keys)
-        self._status[slot], self._seen[slot], self._sharers[slot] = status, seen, sharers
+            used = used[alive]
+        return used
 
 
 def sorted_unique(values: np.ndarray) -> np.ndarray:
