@@ -69,6 +69,21 @@ def test_with_two_workers_this_process_runs_jobs_beside_the_spawned_one(monkeypa
     pd.testing.assert_frame_equal(one[columns], two[columns])
 
 
+def test_kept_workers_let_this_process_run_jobs_for_sweeps_running_at_once(monkeypatch):
+    # A calibration's trials in flight: sweeps in threads sharing kept workers, this process among them.
+    from lsbm_sim.studies.calibrate import run_together
+
+    grids = [{"behavior.probabilities.share": [0.05]}, {"behavior.probabilities.share": [0.3]}]
+    alone = [sweep(scenario(), grid, replications=2, workers=1) for grid in grids]
+    monkeypatch.setattr(sweep_module, "run_job", run_job_noting_pid)
+    with kept_workers(2):
+        together = run_together(lambda grid: sweep(scenario(), grid, replications=2, workers=2), grids)
+    assert os.getpid() in set(pd.concat(together)["pid"])
+    for one, two in zip(alone, together):
+        columns = [c for c in one.columns if c != "seconds"]
+        pd.testing.assert_frame_equal(one[columns], two[columns])
+
+
 def test_bad_grid_paths_fail_before_any_run(tmp_path: Path):
     with pytest.raises(LsbmError, match="'feed.colour' is not a scenario field"):
         sweep(scenario(), {"feed.colour": ["red"]}, out=tmp_path / "sw")
