@@ -168,7 +168,7 @@ def sweep(
     (with `keep_runs`, its whole results folder), runs already there are not run again, and the table is
     written to `out/sweep.parquet` (`out/sweep.partial.parquet` if the sweep was interrupted; whichever is
     written, the other is removed, so the folder never holds tables of two different sweeps). `executor`:
-    "local" (processes on this machine; `workers` of them, default the CPU count) or "ray" (a Ray cluster at
+    "local" (`workers` processes on this machine, this one among them; default the CPU count) or "ray" (a Ray cluster at
     `ray_address`, or a local one). A run that fails does not stop the others: SweepFailed is raised at the
     end, naming it, with the table (the failed run's rows carry its `error`). `rows="cascades"`: one row per
     run and cascade tree (post, author) instead of per post.
