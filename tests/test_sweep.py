@@ -9,11 +9,13 @@ from conftest import small_scenario
 
 from lsbm_sim import Scenario
 from lsbm_sim.errors import LsbmError
+from lsbm_sim.studies import sweep as sweep_module
 from lsbm_sim.studies.sweep import (
     SweepFailed,
     _kept_pools,
     kept_workers,
     make_jobs,
+    run_job,
     summarize,
     sweep,
     unchanged_parameters,
@@ -45,6 +47,41 @@ def test_local_sweep_is_the_same_with_one_or_two_workers(tmp_path: Path):
     assert len(one) == 2 * 2 * 2  # combinations x replications x posts
     means = summarize(one, "share").set_index(["param:behavior.probabilities.share", "item_id"])["mean"]
     assert means.loc[(0.3, "a")] > means.loc[(0.05, "a")]  # a higher share probability spreads further
+
+
+def run_job_noting_pid(*args, **kwargs) -> pd.DataFrame:
+    """A real run, its rows marked with the process that ran it (importable by name in a spawned worker)."""
+    rows = run_job(*args, **kwargs)
+    rows["pid"] = os.getpid()
+    return rows
+
+
+def test_with_two_workers_this_process_runs_jobs_beside_the_spawned_one(monkeypatch):
+    # Starting a process and importing the simulator there costs more than a short run: the calling process is
+    # one of the workers, taking jobs from the same queue as the spawned one (which takes them once it has
+    # started: with runs this short, maybe none), and the table stays the same.
+    grid = {"behavior.probabilities.share": [0.05, 0.3]}
+    one = sweep(scenario(), grid, replications=3, workers=1)
+    monkeypatch.setattr(sweep_module, "run_job", run_job_noting_pid)
+    two = sweep(scenario(), grid, replications=3, workers=2)
+    assert os.getpid() in set(two["pid"])
+    columns = [c for c in one.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(one[columns], two[columns])
+
+
+def test_kept_workers_let_this_process_run_jobs_for_sweeps_running_at_once(monkeypatch):
+    # A calibration's trials in flight: sweeps in threads sharing kept workers, this process among them.
+    from lsbm_sim.studies.calibrate import run_together
+
+    grids = [{"behavior.probabilities.share": [0.05]}, {"behavior.probabilities.share": [0.3]}]
+    alone = [sweep(scenario(), grid, replications=2, workers=1) for grid in grids]
+    monkeypatch.setattr(sweep_module, "run_job", run_job_noting_pid)
+    with kept_workers(2):
+        together = run_together(lambda grid: sweep(scenario(), grid, replications=2, workers=2), grids)
+    assert os.getpid() in set(pd.concat(together)["pid"])
+    for one, two in zip(alone, together):
+        columns = [c for c in one.columns if c != "seconds"]
+        pd.testing.assert_frame_equal(one[columns], two[columns])
 
 
 def test_bad_grid_paths_fail_before_any_run(tmp_path: Path):

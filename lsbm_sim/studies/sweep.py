@@ -25,12 +25,14 @@ import shutil
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from queue import Empty, SimpleQueue
 from typing import Any
 
 import pandas as pd
@@ -166,7 +168,7 @@ def sweep(
     (with `keep_runs`, its whole results folder), runs already there are not run again, and the table is
     written to `out/sweep.parquet` (`out/sweep.partial.parquet` if the sweep was interrupted; whichever is
     written, the other is removed, so the folder never holds tables of two different sweeps). `executor`:
-    "local" (processes on this machine; `workers` of them, default the CPU count) or "ray" (a Ray cluster at
+    "local" (`workers` processes on this machine, this one among them; default the CPU count) or "ray" (a Ray cluster at
     `ray_address`, or a local one). A run that fails does not stop the others: SweepFailed is raised at the
     end, naming it, with the table (the failed run's rows carry its `error`). `rows="cascades"`: one row per
     run and cascade tree (post, author) instead of per post.
@@ -178,6 +180,18 @@ def sweep(
     spec = load_scenario(scenario)
     grid = dict(grid or {})
     jobs = make_jobs(grid, replications, spec.seed if seed is None else seed)
+    local = None
+    if executor == "local" and (workers or os.cpu_count() or 1) not in _kept_pools:
+        # Started now, so that the processes start while this one checks the grid and reads finished runs.
+        local = LocalWorkers(min(workers or os.cpu_count() or 1, len(jobs)))
+    try:
+        return _sweep(spec, grid, jobs, executor, workers, out, keep_runs, ray_address, progress, rows, local)
+    finally:
+        if local is not None:
+            local.shutdown()
+
+
+def _sweep(spec, grid, jobs, executor, workers, out, keep_runs, ray_address, progress, rows, local) -> pd.DataFrame:
     resolved: dict[int, Scenario] = {}
     for job in jobs:  # every override path, value and file is checked before anything starts
         if job.combination not in resolved:
@@ -219,7 +233,7 @@ def sweep(
 
     try:
         if executor == "local":
-            _run_local(todo, data, base_dir, runs_dir, keep_runs, workers, finished, rows)
+            _run_local(todo, data, base_dir, runs_dir, keep_runs, workers, finished, rows, local)
         else:
             _run_ray(todo, data, base_dir, runs_dir, keep_runs, workers, ray_address, finished, rows)
     except BaseException as exc:
@@ -324,41 +338,164 @@ def _worker_init(parent: int) -> None:
     threading.Thread(target=watch, name="lsbm-parent-watch", daemon=True).start()
 
 
-def _run_local(jobs, data, base_dir, runs_dir, keep_runs, workers, finished, rows_of="items") -> None:
+def _run_local(jobs, data, base_dir, runs_dir, keep_runs, workers, finished, rows_of="items", local=None) -> None:
+    """`jobs` on `local` workers (this process and spawned ones), or on the kept ones for `workers`, or on
+    workers started here and stopped at the end."""
     workers = workers or os.cpu_count() or 1
-    kept = _kept_pools.get(workers)
+    owned = None
+    if local is None:
+        local = _kept_pools.get(workers) or (owned := LocalWorkers(min(workers, len(jobs))))
     runs = str(runs_dir) if runs_dir is not None else None
-    if kept is None and min(workers, len(jobs)) <= 1:
-        for job in jobs:
-            try:
-                rows = run_job(data, base_dir, job, runs, keep_runs, rows_of)
-            except Exception as exc:
-                finished(job, None, _describe(exc))
-            else:
-                finished(job, rows)
-        return
-    pool = kept if kept is not None else _worker_pool(min(workers, len(jobs)))
-    futures: dict = {}
     try:
-        futures = {pool.submit(run_job, data, base_dir, job, runs, keep_runs, rows_of): job for job in jobs}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                rows = future.result()
-            except Exception as exc:
-                finished(job, None, _describe(exc))
-            else:
-                finished(job, rows)
-    except BaseException:
-        # Interrupted: queued runs are cancelled and running ones stopped (their half-written folders are
-        # staging folders, removed by the next sweep into the same folder).
-        for future in futures:
-            future.cancel()
-        _terminate(pool)
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    if kept is None:
-        pool.shutdown(wait=True)
+        local.run(jobs, (data, base_dir, runs, keep_runs, rows_of), finished)
+    finally:
+        if owned is not None:
+            owned.shutdown()
+
+
+class LocalWorkers:
+    """`workers` runners on this machine: the calling process itself and `workers - 1` spawned processes, all
+    taking jobs from one queue. The caller taking part spares one process's start and import of the simulator,
+    which costs more than a short run; the spawned ones are started (and import the engine) at once, so that
+    their start overlaps whatever the caller does before its first job."""
+
+    def __init__(self, workers: int):
+        self.processes = max(0, workers - 1)
+        self.pool = _worker_pool(self.processes) if self.processes else None
+        self._state = threading.Condition()
+        self._caller_busy = False  # one job at a time in this process, whichever sweep's thread runs it
+        # Processes busy (shared by concurrent sweeps): at first every one, starting. A job goes to a process only
+        # once it is ready; until then this process takes them all, so a short sweep does not wait for a start.
+        self._in_pool = self.processes
+        self._stopped = False
+        self._starting = [self.pool.submit(_import_engine) for _ in range(self.processes)]  # a pool starts a
+        for started in self._starting:  # process only when a task needs one: these start them all now
+            started.add_done_callback(lambda _: self._release())
+
+    def _release(self) -> None:
+        with self._state:
+            self._in_pool -= 1
+            self._state.notify_all()
+
+    def run(self, jobs: Sequence[Job], args: tuple, finished: Callable[..., None]) -> None:
+        """Run `jobs` (`run_job(data, base_dir, job, runs, keep_runs, rows_of)` with `args`), reporting each to
+        `finished(job, rows)` or `finished(job, None, error)` as it ends. A job that fails does not stop the others.
+        On an interruption (raised in the caller while it runs or waits) the spawned processes are stopped and
+        nothing more is reported."""
+        queue = deque(jobs)
+        report, abandoned = threading.Lock(), threading.Event()
+        trouble: list[BaseException] = []
+
+        def report_end(job: Job, rows, error: str | None = None) -> None:
+            with report:
+                if not abandoned.is_set():
+                    finished(job, rows, error)
+
+        dispatcher = None
+        if self.pool is not None:
+            dispatcher = threading.Thread(target=self._dispatch, args=(queue, args, report_end, abandoned, trouble),
+                                          name="lsbm-sweep-dispatch", daemon=True)  # fmt: skip
+            dispatcher.start()
+        try:
+            while (job := self._take_for_caller(queue)) is not None:
+                try:
+                    rows = run_job(args[0], args[1], job, *args[2:])
+                except Exception as exc:
+                    report_end(job, None, _describe(exc))
+                else:
+                    report_end(job, rows)
+                finally:
+                    with self._state:
+                        self._caller_busy = False
+                        self._state.notify_all()
+            if self._stopped:  # the processes were stopped (stop_kept_workers): the jobs left fail, as theirs did
+                while queue:
+                    report_end(queue.popleft(), None, "BrokenProcessPool: the worker processes were stopped")
+            while dispatcher is not None and dispatcher.is_alive():
+                dispatcher.join(0.1)  # (a join with no timeout would hold off Ctrl-C until it returns)
+        except BaseException:
+            # Interrupted: queued runs are dropped and running ones stopped (their half-written folders are
+            # staging folders, removed by the next sweep into the same folder).
+            abandoned.set()
+            with self._state:
+                queue.clear()
+                self._state.notify_all()
+            self.stop()
+            raise
+        if trouble:
+            raise trouble[0]
+
+    def _take_for_caller(self, queue: deque) -> Job | None:
+        with self._state:
+            while queue and self._caller_busy and not self._stopped:
+                self._state.wait(0.1)
+            if not queue or self._stopped:
+                return None
+            self._caller_busy = True
+            return queue.popleft()
+
+    def _dispatch(self, queue: deque, args: tuple, report_end, abandoned: threading.Event, trouble: list) -> None:
+        """Keep every spawned process fed with one job at a time from `queue` and report their ends."""
+        ended: SimpleQueue = SimpleQueue()
+        outstanding = 0
+
+        def release(future, job: Job) -> None:
+            self._release()
+            ended.put((future, job))
+
+        try:
+            while True:
+                with self._state:
+                    job = None
+                    if queue and not self._stopped and not abandoned.is_set() and self._in_pool < self.processes:
+                        job = queue.popleft()
+                        self._in_pool += 1
+                if job is not None:
+                    try:
+                        future = self.pool.submit(run_job, args[0], args[1], job, *args[2:])
+                    except Exception as exc:  # a broken or shut-down pool takes no more jobs
+                        with self._state:
+                            self._in_pool -= 1
+                        report_end(job, None, _describe(exc))
+                        continue
+                    outstanding += 1
+                    future.add_done_callback(lambda f, job=job: release(f, job))
+                    continue
+                if abandoned.is_set() or (outstanding == 0 and (not queue or self._stopped)):
+                    return
+                try:
+                    future, job = ended.get(timeout=0.05)
+                except Empty:
+                    continue
+                outstanding -= 1
+                try:
+                    rows = future.result()
+                except Exception as exc:
+                    report_end(job, None, _describe(exc))
+                else:
+                    report_end(job, rows)
+        except BaseException as exc:  # (reporting failed) the caller raises it
+            trouble.append(exc)
+            abandoned.set()
+
+    def stop(self) -> None:
+        """Stop the spawned processes now: their jobs fail with BrokenProcessPool, and no job is taken after."""
+        with self._state:
+            self._stopped = True
+            self._state.notify_all()
+        if self.pool is not None:
+            _terminate(self.pool)
+
+    def shutdown(self) -> None:
+        """Stop the spawned processes (no job of ours runs there any more); one still starting is not waited for."""
+        if self.pool is not None:
+            if not all(started.done() for started in self._starting):
+                _terminate(self.pool)
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _import_engine() -> None:
+    import lsbm_sim.engine.runner  # noqa: F401
 
 
 def _worker_pool(workers: int) -> ProcessPoolExecutor:
@@ -367,31 +504,33 @@ def _worker_pool(workers: int) -> ProcessPoolExecutor:
                                initargs=(os.getpid(),))  # fmt: skip
 
 
-_kept_pools: dict[int, ProcessPoolExecutor] = {}
+_kept_pools: dict[int, LocalWorkers] = {}
 
 
 @contextmanager
 def kept_workers(workers: int | None) -> Iterator[None]:
-    """Keep one pool of local worker processes for every sweep inside the block (a calibration's trials), so
-    that each sweep does not pay for starting processes and importing the simulator again."""
+    """Keep one set of local workers (this process and `workers - 1` spawned ones) for every sweep inside the
+    block (a calibration's trials), so that each sweep does not pay for starting processes and importing the
+    simulator again. Concurrent sweeps (trials in flight) share them: one job at a time in this process, one
+    in each spawned process."""
     workers = workers or os.cpu_count() or 1
     if workers == 1 or workers in _kept_pools:
         yield
         return
-    pool = _worker_pool(workers)
-    _kept_pools[workers] = pool
+    local = LocalWorkers(workers)
+    _kept_pools[workers] = local
     try:
         yield
     finally:
         del _kept_pools[workers]
-        pool.shutdown(wait=True, cancel_futures=True)
+        local.shutdown()
 
 
 def stop_kept_workers() -> None:
-    """Stop the processes of every kept pool (the sweeps using them fail with BrokenProcessPool); the pools are
-    shut down when their `kept_workers` block ends."""
-    for pool in _kept_pools.values():
-        _terminate(pool)
+    """Stop the processes of every kept set of workers (the sweeps using them fail with BrokenProcessPool; a job
+    running in this process runs to its end); they are shut down when their `kept_workers` block ends."""
+    for local in _kept_pools.values():
+        local.stop()
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
