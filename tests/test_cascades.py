@@ -20,7 +20,7 @@ from lsbm_sim.analysis.cascades import (
     read_tree_csv,
     read_tree_file,
 )
-from lsbm_sim.analysis.compare import compare, matched_ks, reach_per_follower, size_bins
+from lsbm_sim.analysis.compare import compare, ks, matched_ks, reach_per_follower, size_bins
 from lsbm_sim.cli import main
 from lsbm_sim.errors import DataError
 from lsbm_sim.engine.runner import run
@@ -303,3 +303,17 @@ def test_a_runs_half_times_are_read_in_minutes_as_its_scenario_says(tmp_path: Pa
     assert trees.attrs["time_unit"] == "minutes" and "time section" in trees.attrs["notes"]["half_time"]
     assert trees["half_time"].tolist() == res.cascades["half_time"].tolist()  # already minutes: not converted again
     assert (trees["half_time"] % 15 == 0).all() and trees["half_time"].max() > 0
+
+
+def test_ks_distance_is_scipys_statistic_to_the_last_bit_with_ties_and_unequal_sizes():
+    # Calibrations use this numpy KS instead of scipy.stats (a third of a second to import at every start): the
+    # figures they report must not move by a bit.
+    from scipy import stats
+
+    rng = np.random.default_rng(7)
+    for trial in range(400):
+        n, m = rng.integers(1, 300, 2)
+        a = rng.integers(0, rng.integers(2, 30), n).astype(float)  # heavy ties
+        b = rng.random(m) * 20 if trial % 2 else rng.integers(0, 12, m).astype(float)
+        assert ks(a, b) == stats.ks_2samp(a, b, method="asymp").statistic
+    assert ks(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 0.0 and ks(np.array([0.0]), np.array([1.0])) == 1.0

@@ -84,6 +84,44 @@ def test_kept_workers_let_this_process_run_jobs_for_sweeps_running_at_once(monke
         pd.testing.assert_frame_equal(one[columns], two[columns])
 
 
+def run_job_noting_native_threads(*args, **kwargs) -> pd.DataFrame:
+    """A real run, its rows marked with the most threads any loaded native pool (BLAS, OpenMP) had during it."""
+    from threadpoolctl import threadpool_info
+
+    rows = run_job(*args, **kwargs)
+    rows["native_threads"] = max(pool["num_threads"] for pool in threadpool_info())
+    return rows
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: every runner's share is the one thread it has anyway")
+def test_two_local_workers_each_hold_native_threads_to_their_share_of_the_cores(monkeypatch):
+    # Left alone, each run's BLAS takes every core: two runs side by side on 2 cores took 1.4x as long each as one
+    # alone, where held to one thread each they took as long as one alone (benchmarks/RESULTS.md).
+    from threadpoolctl import threadpool_info
+
+    for variable in sweep_module.THREAD_VARIABLES:  # the user has not chosen: the sweep shares the cores out
+        monkeypatch.delenv(variable, raising=False)
+    import lsbm_sim.engine.runner  # noqa: F401 (the native libraries a run loads are loaded: `before` lists them)
+
+    share = sweep_module.threads_per_runner(2)
+    assert share == os.cpu_count() // 2
+    before = threadpool_info()
+    assert max(pool["num_threads"] for pool in before) > share  # (else this test could not tell)
+    local = sweep_module.LocalWorkers(2)
+    try:
+        in_spawned = local.pool.submit(threadpool_info).result(timeout=300)  # after the engine's import there
+        variable = local.pool.submit(os.getenv, "OPENBLAS_NUM_THREADS").result(timeout=60)
+    finally:
+        local.shutdown()
+    assert in_spawned and {pool["num_threads"] for pool in in_spawned} == {share}
+    assert variable == str(share)  # a BLAS or torch loaded later in the worker reads it
+
+    monkeypatch.setattr(sweep_module, "run_job", run_job_noting_native_threads)
+    rows = sweep(scenario(), {"behavior.probabilities.share": [0.05, 0.3]}, replications=2, workers=2)
+    assert set(rows["native_threads"]) == {share}  # the jobs this process ran, beside the spawned one
+    assert threadpool_info() == before  # and this process's pools are put back after
+
+
 def test_bad_grid_paths_fail_before_any_run(tmp_path: Path):
     with pytest.raises(LsbmError, match="'feed.colour' is not a scenario field"):
         sweep(scenario(), {"feed.colour": ["red"]}, out=tmp_path / "sw")

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from lsbm_sim.errors import LsbmError
 
@@ -37,8 +36,13 @@ def size_bins(size: np.ndarray) -> np.ndarray:
 
 
 def ks(a: np.ndarray, b: np.ndarray) -> float:
-    """The two-sample KS distance (scipy.stats.ks_2samp's statistic)."""
-    return float(stats.ks_2samp(a, b, method="asymp").statistic)
+    """The two-sample KS distance: the largest gap between the two samples' empirical distribution functions
+    (scipy.stats.ks_2samp's statistic, without importing scipy.stats: a third of a second at every calibration's
+    start)."""
+    a, b = np.sort(np.asarray(a, dtype=float)), np.sort(np.asarray(b, dtype=float))
+    at = np.concatenate([a, b])  # the gap is largest at one of the values, just after it
+    gap = np.searchsorted(a, at, side="right") / len(a) - np.searchsorted(b, at, side="right") / len(b)
+    return float(np.abs(gap).max())
 
 
 def matched_ks(sim_values, sim_bins, real_values, real_bins, min_per_bin: int = 5) -> tuple[float, float]:
@@ -160,9 +164,12 @@ def compare(sim: pd.DataFrame | Path | str, real: pd.DataFrame | Path | str, met
     >>> a = pd.DataFrame({"cascade_size": rng.integers(1, 50, 300), "depth": rng.integers(0, 5, 300)})
     >>> b = pd.DataFrame({"cascade_size": rng.integers(1, 50, 300), "depth": rng.integers(0, 5, 300)})
     >>> c = compare(a, b, metrics=("cascade_size", "depth"), bootstrap=0, floor_splits=0)
+    >>> from scipy import stats
     >>> float(c.table.loc[0, "ks_overall"]) == float(stats.ks_2samp(a["cascade_size"], b["cascade_size"]).statistic)
     True
     """
+    from scipy import stats  # (here, for the p-value: calibrations importing this module need only `ks`)
+
     sim = sim if isinstance(sim, pd.DataFrame) else load_cascades(sim)
     real = real if isinstance(real, pd.DataFrame) else load_cascades(real)
     for name, table in (("simulated", sim), ("real", real)):

@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from lsbm_sim.analysis.compare import ks
 from lsbm_sim.errors import DataError, LsbmError
 
 COUNTS = ("impressions", "likes", "shares", "comments")
@@ -407,12 +407,12 @@ def compare_rates(sim_items: pd.DataFrame, real_impressions: pd.DataFrame, floor
         s_rate = (sim[count] / sim["impressions"]).to_numpy(dtype=float)
         r_rate = (real[count] / real["impressions"]).to_numpy(dtype=float)
         row = {"figure": f"{count}_per_impression_per_post", "sim": float(np.median(s_rate)),
-               "real": float(np.median(r_rate)), "ks": float(stats.ks_2samp(s_rate, r_rate, method="asymp").statistic)}  # fmt: skip
+               "real": float(np.median(r_rate)), "ks": ks(s_rate, r_rate)}  # fmt: skip
         if floor_splits and len(r_rate) >= 4:
             halves = []
             for _ in range(floor_splits):
                 perm = rng.permutation(len(r_rate))
-                halves.append(float(stats.ks_2samp(r_rate[perm[: len(perm) // 2]], r_rate[perm[len(perm) // 2:]], method="asymp").statistic))
+                halves.append(ks(r_rate[perm[: len(perm) // 2]], r_rate[perm[len(perm) // 2:]]))
             row["floor"] = float(np.median(halves))
         rows.append(row)
     for count in have:

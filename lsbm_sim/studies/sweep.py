@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -325,10 +326,47 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if not isinstance(exc, LsbmError) else str(exc)
 
 
-def _worker_init(parent: int) -> None:
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")  # fmt: skip
+"""What native libraries (BLAS, OpenMP and torch through it) read their thread count from when they load."""
+
+
+def threads_per_runner(runners: int) -> int:
+    """Native threads each of `runners` concurrent runs may use: the cores shared out. Left alone, every run's
+    BLAS takes every core, and two runs side by side on 2 cores each took 1.4x as long as one alone (threads
+    waiting on each other), where held to one thread each they took as long as one alone (benchmarks/RESULTS.md)."""
+    return max(1, (os.cpu_count() or 1) // max(1, runners))
+
+
+@contextmanager
+def native_threads(count: int) -> Iterator[None]:
+    """Hold the native thread pools already loaded in this process (BLAS, OpenMP, torch's) to `count` threads
+    inside the block, and put them back after."""
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    with threadpool_limits(limits=count):
+        if torch is not None:
+            torch.set_num_threads(count)
+        try:
+            yield
+        finally:
+            if torch is not None:
+                torch.set_num_threads(before)
+
+
+def _worker_init(parent: int, threads: int | None = None) -> None:
     """In each worker: Ctrl-C is the parent's to handle (it stops the workers), and a worker whose parent is
-    gone (killed with SIGKILL, which it cannot pass on) exits within half a second instead of running on."""
+    gone (killed with SIGKILL, which it cannot pass on) exits within half a second instead of running on. Its
+    native thread pools get `threads` threads (its share of the cores), those loaded already and those loaded
+    later alike, unless the user has set any of THREAD_VARIABLES."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if threads is not None and not any(variable in os.environ for variable in THREAD_VARIABLES):
+        os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))  # for libraries loaded from now on
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads)  # those loaded already (numpy's BLAS), for the process's life
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -361,7 +399,8 @@ class LocalWorkers:
 
     def __init__(self, workers: int):
         self.processes = max(0, workers - 1)
-        self.pool = _worker_pool(self.processes) if self.processes else None
+        self.threads = threads_per_runner(self.processes + 1)
+        self.pool = _worker_pool(self.processes, self.threads) if self.processes else None
         self._state = threading.Condition()
         self._caller_busy = False  # one job at a time in this process, whichever sweep's thread runs it
         # Processes busy (shared by concurrent sweeps): at first every one, starting. A job goes to a process only
@@ -399,7 +438,12 @@ class LocalWorkers:
         try:
             while (job := self._take_for_caller(queue)) is not None:
                 try:
-                    rows = run_job(args[0], args[1], job, *args[2:])
+                    if self.pool is None:
+                        rows = run_job(args[0], args[1], job, *args[2:])
+                    else:  # beside the spawned processes: this process's share of the cores, as theirs
+                        _import_engine()  # first, so that the native libraries it loads are held too
+                        with native_threads(self.threads):
+                            rows = run_job(args[0], args[1], job, *args[2:])
                 except Exception as exc:
                     report_end(job, None, _describe(exc))
                 else:
@@ -498,10 +542,10 @@ def _import_engine() -> None:
     import lsbm_sim.engine.runner  # noqa: F401
 
 
-def _worker_pool(workers: int) -> ProcessPoolExecutor:
+def _worker_pool(workers: int, threads: int | None = None) -> ProcessPoolExecutor:
     # Spawned (not forked) workers: torch and tokenizers are not fork-safe once they have started threads.
     return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init,
-                               initargs=(os.getpid(),))  # fmt: skip
+                               initargs=(os.getpid(), threads))  # fmt: skip
 
 
 _kept_pools: dict[int, LocalWorkers] = {}
@@ -595,7 +639,7 @@ def summarize(table: pd.DataFrame, metric: str = "share", by: Sequence[str] | No
     `summary.attrs["baseline"]` names the first grid point; `summary.attrs["unchanged"]` lists the parameters
     that changed no result at all (see `unchanged_parameters`). Failed runs (an `error`) are left out.
     """
-    from scipy import stats
+    from scipy.special import stdtrit  # Student's t quantiles (scipy.stats costs a third of a second to import)
 
     if metric not in table.columns:
         raise LsbmError(f"no column {metric!r} in the sweep table")
@@ -607,7 +651,7 @@ def summarize(table: pd.DataFrame, metric: str = "share", by: Sequence[str] | No
     grouped = table.groupby(by, observed=True, sort=True)[metric]
     summary = grouped.agg(["mean", "std", "count"])
     summary["sem"] = summary["std"] / summary["count"] ** 0.5
-    half = stats.t.ppf(0.975, (summary["count"] - 1).clip(lower=1)) * summary["sem"]
+    half = stdtrit((summary["count"] - 1).clip(lower=1), 0.975) * summary["sem"]
     summary["ci_low"], summary["ci_high"] = summary["mean"] - half, summary["mean"] + half
     summary = summary.reset_index()
     if default and params and "combination" in table.columns:
@@ -623,13 +667,13 @@ def summarize(table: pd.DataFrame, metric: str = "share", by: Sequence[str] | No
 
 
 def _paired_differences(table: pd.DataFrame, summary: pd.DataFrame, params: list[str], metric: str) -> pd.DataFrame:
-    from scipy import stats
+    from scipy.special import stdtrit
 
     base = int(table["combination"].min())
     runs = table.pivot_table(index=["item_id", "replication"], columns="combination", values=metric, aggfunc="first")
     diffs = runs.sub(runs[base], axis=0).stack().rename("d").reset_index()  # item, replication, combination, d
     per = diffs.groupby(["combination", "item_id"])["d"].agg(["mean", "std", "count"])
-    half = stats.t.ppf(0.975, (per["count"] - 1).clip(lower=1)) * per["std"] / per["count"] ** 0.5
+    half = stdtrit((per["count"] - 1).clip(lower=1), 0.975) * per["std"] / per["count"] ** 0.5
     per = pd.DataFrame({"diff": per["mean"], "diff_ci_low": per["mean"] - half, "diff_ci_high": per["mean"] + half})
     keys = table.drop_duplicates("combination").set_index("combination")[params]
     per = per.reset_index().join(keys, on="combination").drop(columns="combination")
