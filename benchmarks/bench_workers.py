@@ -6,6 +6,7 @@ machine hits both alike; the figure is the ratio of medians.
 
     python benchmarks/bench_workers.py                    # 8 runs of 200k people; 16 calibration trials
     python benchmarks/bench_workers.py --repeats 1 --size 20000 --runs 4 --trials 4   # a quick look
+    python benchmarks/bench_workers.py --only sweep --size 1000000                     # runs of a few seconds
 
 The calibration fits the share intercept to per-post rates of one earlier run of the same scenario (written as
 a generic impressions CSV), so it needs no real data.
@@ -58,13 +59,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=8, help="sweep runs (replications)")
     parser.add_argument("--trials", type=int, default=16, help="calibration trials (1 run each)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", choices=["sweep", "calibrate"], help="time one of the two commands")
     args = parser.parse_args()
     print_machine()
     print_command()
     size = f"population.size={args.size}"
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        real = impressions_csv(folder, args.size)
+        real = impressions_csv(folder, args.size) if args.only != "sweep" else None
         commands = {
             "sweep": lambda w, i: ["lsbm-sim", "sweep", SCENARIO, "--replications", str(args.runs), "--workers", str(w),
                                    "--set", size, "--out", str(folder / f"sweep-{w}-{i}")],
@@ -74,6 +76,8 @@ def main() -> None:
                                        "--set", size, "--out", str(folder / f"calibrate-{w}-{i}")],
         }  # fmt: skip
         for name, command in commands.items():
+            if args.only not in (None, name):
+                continue
             seconds: dict[int, list[float]] = {1: [], 2: []}
             for i in range(args.repeats):
                 for workers in (1, 2) if i % 2 == 0 else (2, 1):
