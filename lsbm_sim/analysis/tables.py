@@ -15,6 +15,18 @@ from lsbm_sim.analysis.metrics import cascade_metrics, half_times, tree_table
 from lsbm_sim.analysis.results import SimulationResult
 
 
+def plain_values(column: pd.Series) -> np.ndarray:
+    """The column's values as a numpy array; a categorical one of strings as its categories gathered by code,
+    which gives the same array as `to_numpy()` several times faster (that converts every row's string alone)."""
+    if not isinstance(column.dtype, pd.CategoricalDtype) or not pd.api.types.is_string_dtype(column.cat.categories):
+        return column.to_numpy()
+    codes = column.cat.codes.to_numpy()
+    values = column.cat.categories.to_numpy(dtype=object)[codes]
+    if (codes < 0).any():
+        values[codes < 0] = np.nan  # a missing value, as to_numpy gives it
+    return values
+
+
 class ResultTables:
     """Tables of a `SocialModel` so far (mixed into it; reads its arrays, changes nothing)."""
 
@@ -111,7 +123,7 @@ class ResultTables:
         frame["followers"] = self.network.out_degree
         frame["following"] = self.network.in_degree
         for column in self.population.traits.columns:
-            frame[column] = self.population.traits[column].to_numpy()
+            frame[column] = plain_values(self.population.traits[column])
         frame["exposures"] = self.agent_exposures
         for r, c in self.agent_reaction_counts.items():
             frame[r] = c

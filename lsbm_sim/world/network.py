@@ -47,10 +47,12 @@ class Network:
     def __post_init__(self) -> None:
         # Sort the edges by (source, target) by sorting one int64 key: equal keys are equal edges, so no
         # argsort (or a stable sort) is needed, and a million-node graph sorts in a fraction of a second.
-        key = np.asarray(self.source, dtype=np.int64) * max(self.n, 1) + np.asarray(self.target, dtype=np.int64)
+        # Every array made here is written in place where it can be: at ten million edges each temporary is
+        # 80 MB of fresh memory, and touching fresh memory was most of this method's time (benchmarks/RESULTS.md).
+        key = np.multiply(self.source, max(self.n, 1), dtype=np.int64)
+        key += self.target
         key.sort()
-        self.source = (key // max(self.n, 1)).astype(np.int32)
-        self.target = (key % max(self.n, 1)).astype(np.int32)
+        self.source, self.target = edges_of(key, self.n)
         counts = np.bincount(self.source, minlength=self.n)
         self.indptr = np.zeros(self.n + 1, dtype=np.int64)
         np.cumsum(counts, out=self.indptr[1:])
@@ -280,6 +282,13 @@ def follower_edges(
         extra = np.sort(np.concatenate([extra, new]))
     key = np.concatenate([key, extra])
     return (key // n).astype(np.int32), (key % n).astype(np.int32)
+
+
+def edges_of(key: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(source, target) as int32 from keys source * n + target, without int64 temporaries."""
+    source, target = np.empty(len(key), dtype=np.int32), np.empty(len(key), dtype=np.int32)
+    np.divmod(key, max(n, 1), out=(source, target), casting="unsafe")  # both fit: they are below n
+    return source, target
 
 
 def first_of_runs(sorted_keys: np.ndarray) -> np.ndarray:
