@@ -10,7 +10,6 @@ import numpy as np
 
 from lsbm_sim.errors import DataError, ScenarioError
 from lsbm_sim.world.network import Network, generate_network
-from lsbm_sim.world.graph_files import load_network
 from lsbm_sim.world.population import Population, build_population
 from lsbm_sim.scenario import FILE_KINDS, Scenario
 
@@ -31,6 +30,8 @@ def build_world(scenario: Scenario, stream: Callable[[str], np.random.Generator]
     pop_spec, net_spec = scenario.population, scenario.network
     persona_path = scenario.resolve(pop_spec.path) if pop_spec.path is not None else None
     if net_spec.kind in FILE_KINDS:
+        from lsbm_sim.world.graph_files import load_network  # (pyarrow's reader: only for graphs from files)
+
         network = load_network(net_spec, scenario.resolve(net_spec.path))
         if pop_spec.size is not None and pop_spec.size != network.n:
             raise ScenarioError(f"population.size is {pop_spec.size} but {net_spec.path} has {network.n} nodes")
@@ -39,7 +40,8 @@ def build_world(scenario: Scenario, stream: Callable[[str], np.random.Generator]
         return population, network
     population = build_population(pop_spec, None, stream("population"), persona_path)
     degree_file = scenario.resolve(net_spec.path) if net_spec.path is not None else None
-    network = generate_network(net_spec, population.size, stream("network"), population.traits, degree_file)
+    traits = population.traits if net_spec.kind == "stochastic_block" else None  # (made only when needed)
+    network = generate_network(net_spec, population.size, stream("network"), traits, degree_file)
     return population, network
 
 
@@ -55,11 +57,4 @@ def align_population(population: Population, network: Network, path: Path | None
     if missing:
         raise DataError(f"{path}: no persona row for network node(s) {missing[:5]}")
     order = np.array([position[str(lab)] for lab in labels])
-    return Population(
-        archetype=population.archetype[order],
-        personas=population.personas,
-        dispositions=population.dispositions,
-        activity=population.activity[order],
-        traits=population.traits.iloc[order].reset_index(drop=True),
-        node_labels=labels,
-    )
+    return population.reordered(order, labels)

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from lsbm_sim.errors import DataError, ScenarioError
 from lsbm_sim.scenario import NetworkSpec
 
 if TYPE_CHECKING:  # networkx loads when a graph is asked for: building a world from arrays never needs it
     import networkx as nx
+    import pandas as pd  # (and pandas when a file of degrees or a trait's blocks need it: `validate` need not)
 
 
 @dataclass
@@ -332,6 +332,8 @@ def _scaled(weights: np.ndarray, mean: float, n: int) -> np.ndarray:
 def read_degree_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Follower counts (and, optionally, following counts) to resample: a CSV with a `followers` column (and
     maybe `following`), or one number per line."""
+    import pandas as pd
+
     if not path.is_file():
         raise DataError(f"network.path: file not found: {path}")
     try:
@@ -467,6 +469,8 @@ def _stochastic_block(spec: NetworkSpec, n: int, rng: np.random.Generator, trait
         raise ScenarioError(f"network.params.by: {by!r} is not a persona trait (traits: {known})")
     p_in = _param(spec, "p_in", float, low=0, high=1)
     p_out = _param(spec, "p_out", float, low=0, high=1)
+    import pandas as pd
+
     codes = pd.Categorical(traits[by]).codes
     blocks = [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
     us, vs = [], []

@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from lsbm_sim.errors import DataError, ScenarioError
 
 if TYPE_CHECKING:  # the schema (pydantic) is not needed to write persona text, which the GPU benchmark does
+    import pandas as pd
+
     from lsbm_sim.scenario import PopulationSpec
 
 DISPOSITION = {"low": -1.0, "medium": 0.0, "high": 1.0}
@@ -43,8 +45,28 @@ class Population:
     personas: list[str]
     dispositions: np.ndarray
     activity: np.ndarray
-    traits: pd.DataFrame
+    trait_codes: dict[str, tuple[np.ndarray, list]]
+    """Per trait: each person's code and the values the codes stand for (`traits` as plain arrays)."""
     node_labels: list | None = None
+
+    @cached_property
+    def traits(self) -> pd.DataFrame:
+        """One row per person, a categorical column per trait. Made when first asked for: a run that never
+        looks at traits (and `lsbm-sim validate`) does not import pandas for them."""
+        import pandas as pd
+
+        return pd.DataFrame({name: pd.Categorical.from_codes(codes, values) for name, (codes, values) in self.trait_codes.items()})
+
+    def reordered(self, order: np.ndarray, node_labels: list | None) -> Population:
+        """The same people in another order (person i of the result is person order[i] here)."""
+        return Population(
+            archetype=self.archetype[order],
+            personas=self.personas,
+            dispositions=self.dispositions,
+            activity=self.activity[order],
+            trait_codes={name: (codes[order], values) for name, (codes, values) in self.trait_codes.items()},
+            node_labels=node_labels,
+        )
 
     @property
     def size(self) -> int:
@@ -110,20 +132,17 @@ def draw_population(spec: PopulationSpec, n: int, rng: np.random.Generator) -> P
 
     interest_sets, interest_index = np.unique(interest_code, return_inverse=True)
     interest_names = [";".join(_decode_interests(int(c), k, topics)) for c in interest_sets]
-    traits = pd.DataFrame(
-        {
-            "age_band": pd.Categorical.from_codes(age, ages),
-            "interests": pd.Categorical.from_codes(interest_index, interest_names),  # ";"-separated
-            "leaning": pd.Categorical.from_codes(lean, leanings),
-            "susceptibility": pd.Categorical.from_codes(sus, suscept),
-        }
-    )
     return Population(
         archetype=archetype.astype(np.int32),
         personas=personas,
         dispositions=np.array(dispositions),
         activity=draw_activity(spec, n, rng),
-        traits=traits,
+        trait_codes={
+            "age_band": (age, ages),
+            "interests": (interest_index, interest_names),  # ";"-separated
+            "leaning": (lean, leanings),
+            "susceptibility": (sus, suscept),
+        },
     )
 
 
@@ -139,6 +158,8 @@ def read_population(spec: PopulationSpec, path: Path, rng: np.random.Generator) 
     """Personas from a CSV: a `persona` column of free text, or trait columns (age_band, interests separated by
     ';', leaning, susceptibility). Optional: `node` (the node label in the network file), `activity`,
     `susceptibility` (low/medium/high). Other columns are kept as traits (e.g. a department)."""
+    import pandas as pd
+
     if not path.is_file():
         raise DataError(f"population.path: file not found: {path}")
     try:
@@ -195,14 +216,14 @@ def read_population(spec: PopulationSpec, path: Path, rng: np.random.Generator) 
         activity = draw_activity(spec, len(frame), rng)
 
     reserved = {"persona", "node", "activity"}
-    traits = pd.DataFrame({c: pd.Categorical(frame[c]) for c in frame.columns if c not in reserved})
+    categorical = {c: pd.Categorical(frame[c]) for c in frame.columns if c not in reserved}
     node_labels = frame["node"].tolist() if "node" in frame.columns else None
     return Population(
         archetype=archetype.astype(np.int32),
         personas=[str(p) for p in personas],
         dispositions=dispositions,
         activity=activity,
-        traits=traits,
+        trait_codes={c: (values.codes, values.categories) for c, values in categorical.items()},
         node_labels=node_labels,
     )
 
