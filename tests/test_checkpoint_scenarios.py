@@ -86,7 +86,8 @@ def signalled_run(tmp_path: Path, name: str, sig: int, at: int, *options) -> tup
     sets = [arg for value in SCENARIOS[name] for arg in ("--set", value)]
     command = [sys.executable, "-c", SIGNALLING_CLI, str(int(sig)), str(at),
                "run", str(ROOT / "scenarios" / f"{name}.yaml"), "--out", "res", "-q", *sets, *map(str, options)]  # fmt: skip
-    proc = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    # A generous limit: a small run takes seconds alone and many times that on a machine busy with other jobs.
+    proc = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=400)
     return proc.returncode, proc.stderr
 
 
