@@ -260,15 +260,24 @@ def follower_edges(
             return drawn
         return np.minimum(np.searchsorted(in_cdf, rng.random(size), side="right"), n - 1).astype(np.int64)
 
-    key = source * n + followers(len(source), large=True)
+    # The keys source * n + follower are built in place: at millions of edges each temporary is tens of MB of
+    # fresh memory, which costs more to touch than the arithmetic (benchmarks/RESULTS.md).
+    key = source
+    key *= n
+    key += followers(len(source), large=True)
     key.sort()
-    key = key[first_of_runs(key) & (key // n != key % n)]
+    owner, follower = np.divmod(key, n)
+    kept = first_of_runs(key)
+    kept &= owner != follower
+    key, owner = key[kept], owner[kept]
+    del follower, kept
     # Redraw what was lost, per account, until every account has its count. A hub holding a fraction f of all
     # accounts as followers loses about f of each redraw, so the rounds shrink geometrically. (A count that
     # distinct followers cannot meet, when nearly all following weight sits on fewer accounts, stays short after
     # the last round rather than looping for ever.)
     extra = np.zeros(0, dtype=np.int64)
-    missing = counts - np.bincount(key // n, minlength=n)
+    missing = counts - np.bincount(owner, minlength=n)
+    del owner
     for _ in range(500):
         if not missing.any():
             break
@@ -280,8 +289,7 @@ def follower_edges(
                   & ~_sorted_contains(extra, new)]  # fmt: skip
         np.subtract.at(missing, new // n, 1)
         extra = np.sort(np.concatenate([extra, new]))
-    key = np.concatenate([key, extra])
-    return (key // n).astype(np.int32), (key % n).astype(np.int32)
+    return edges_of(np.concatenate([key, extra]) if len(extra) else key, n)
 
 
 def edges_of(key: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
