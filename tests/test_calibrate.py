@@ -69,6 +69,30 @@ def test_calibrate_recovers_a_known_p_and_resumes_after_stopping(tmp_path: Path)
         calibrate(scenario, tmp_path / "truth", [Param.parse("behavior.p=0.01..0.5")], trials=1, out=out, workers=1)
 
 
+def test_the_report_reuses_the_best_trials_runs_and_a_resumed_study_runs_them_again_to_the_same_figures(
+    tmp_path: Path, monkeypatch
+):
+    # The best trial's runs were re-run for the report (same seeds, same runs): a whole trial's time after all the
+    # others, serial. They are kept instead; a study resumed in a new session, whose best trial ran in an earlier
+    # one, runs them again, and the report's figures are the same either way.
+    from lsbm_sim.studies import sweep as sweep_module
+
+    scenario = ic_scenario(tmp_path)
+    run(scenario, seed=99, out=tmp_path / "truth")
+    runs = []
+    real_run_job = sweep_module.run_job
+    monkeypatch.setattr(sweep_module, "run_job", lambda *a, **k: runs.append(a[2]) or real_run_job(*a, **k))
+    param = ["behavior.p=0.03..0.3:log"]
+    calibrate(scenario, tmp_path / "truth", param, trials=4, replications=1, out=tmp_path / "cal", workers=1, bootstrap=20)
+    assert len(runs) == 4  # one run per trial, none again for the report
+    first = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    calibrate(scenario, tmp_path / "truth", param, trials=4, replications=1, out=tmp_path / "cal", workers=1, bootstrap=20)
+    assert len(runs) == 5  # the resumed session ran no trial, so it ran the best one's runs again
+    again = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    for key in ("best", "fit_score", "check_score", "fit", "check"):
+        assert again[key] == first[key], key
+
+
 def test_against_event_sequences_the_objective_names_only_size(tmp_path: Path):
     """Event sequences have no parents, so no depth or virality: the score is KS on size alone, and the
     calibration's texts say so rather than naming the metrics the real side lacks."""
