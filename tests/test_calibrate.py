@@ -72,9 +72,9 @@ def test_calibrate_recovers_a_known_p_and_resumes_after_stopping(tmp_path: Path)
 def test_the_report_reuses_the_best_trials_runs_and_a_resumed_study_runs_them_again_to_the_same_figures(
     tmp_path: Path, monkeypatch
 ):
-    # The best trial's runs were re-run for the report (same seeds, same runs): a whole trial's time after all the
-    # others, serial. They are kept instead; a study resumed in a new session, whose best trial ran in an earlier
-    # one, runs them again, and the report's figures are the same either way.
+    # The report compares the best trial's runs again: they are kept from the trial, not run a second time (a
+    # whole trial's time after all the others, serial). A study resumed in a new session, whose best trial ran in
+    # an earlier one, runs them again, and the report's figures are the same either way.
     from lsbm_sim.studies import sweep as sweep_module
 
     scenario = ic_scenario(tmp_path)

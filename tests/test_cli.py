@@ -127,7 +127,7 @@ def test_validate_accepts_a_good_scenario(tmp_path, capsys):
 
 def test_validate_of_a_generated_world_loads_neither_mesa_nor_pandas_nor_pyarrow():
     # `lsbm-sim validate` answers in the time its imports take: the engine (Mesa), the results' tables (pandas)
-    # and the edge-list reader (pyarrow) stay out unless the scenario needs them (0.66 -> 0.41 s, RESULTS.md).
+    # and the edge-list reader (pyarrow) stay out unless the scenario needs them (benchmarks/RESULTS.md).
     script = ("import sys; from lsbm_sim.engine.validate import check_scenario; "
               "check_scenario('scenarios/eco_product_launch.yaml', ['population.size=300']); "
               "print(sorted(m for m in ('mesa', 'pandas', 'pyarrow') if m in sys.modules))")  # fmt: skip

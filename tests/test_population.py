@@ -109,8 +109,8 @@ def test_a_population_is_refused_exactly_when_its_estimated_peak_exceeds_the_mac
 
 
 def test_the_agents_table_holds_each_persons_traits_as_plain_values():
-    # The agents table gathers a categorical trait's categories by code (a million rows' to_numpy was a tenth of
-    # a second per column): the same values, of the same dtype, as to_numpy gives, missing values included.
+    # The agents table gathers a categorical trait's categories by code (faster than to_numpy at a million rows):
+    # the same values, of the same dtype, as to_numpy gives, missing values included.
     import pandas as pd
 
     from lsbm_sim.analysis.tables import plain_values

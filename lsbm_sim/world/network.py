@@ -48,7 +48,7 @@ class Network:
         # Sort the edges by (source, target) by sorting one int64 key: equal keys are equal edges, so no
         # argsort (or a stable sort) is needed, and a million-node graph sorts in a fraction of a second.
         # Every array made here is written in place where it can be: at ten million edges each temporary is
-        # 80 MB of fresh memory, and touching fresh memory was most of this method's time (benchmarks/RESULTS.md).
+        # 80 MB of fresh memory, and touching fresh memory costs more than the arithmetic (benchmarks/RESULTS.md).
         key = np.multiply(self.source, max(self.n, 1), dtype=np.int64)
         key += self.target
         key.sort()
