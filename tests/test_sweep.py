@@ -121,6 +121,10 @@ def test_two_local_workers_each_hold_native_threads_to_their_share_of_the_cores(
     assert set(rows["native_threads"]) == {share}  # the jobs this process ran, beside the spawned one
     assert threadpool_info() == before  # and this process's pools are put back after
 
+    monkeypatch.setenv("OMP_NUM_THREADS", str(os.cpu_count()))  # a user's own choice is kept, here and there
+    rows = sweep(scenario(), {"behavior.probabilities.share": [0.05, 0.3]}, replications=3, workers=2)
+    assert set(rows["native_threads"]) == {os.cpu_count()}
+
 
 def test_bad_grid_paths_fail_before_any_run(tmp_path: Path):
     with pytest.raises(LsbmError, match="'feed.colour' is not a scenario field"):

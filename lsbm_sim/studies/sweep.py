@@ -331,6 +331,11 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 """What native libraries (BLAS, OpenMP and torch through it) read their thread count from when they load."""
 
 
+def user_chose_threads() -> bool:
+    """Whether the environment sets a native thread count: then the runners keep it."""
+    return any(variable in os.environ for variable in THREAD_VARIABLES)
+
+
 def threads_per_runner(runners: int) -> int:
     """Native threads each of `runners` concurrent runs may use: the cores shared out. Left alone, every run's
     BLAS takes every core, and two runs side by side on 2 cores each took 1.4x as long as one alone (threads
@@ -362,7 +367,7 @@ def _worker_init(parent: int, threads: int | None = None) -> None:
     native thread pools get `threads` threads (its share of the cores), those loaded already and those loaded
     later alike, unless the user has set any of THREAD_VARIABLES."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if threads is not None and not any(variable in os.environ for variable in THREAD_VARIABLES):
+    if threads is not None and not user_chose_threads():
         os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))  # for libraries loaded from now on
         from threadpoolctl import threadpool_limits
 
@@ -438,7 +443,7 @@ class LocalWorkers:
         try:
             while (job := self._take_for_caller(queue)) is not None:
                 try:
-                    if self.pool is None:
+                    if self.pool is None or user_chose_threads():
                         rows = run_job(args[0], args[1], job, *args[2:])
                     else:  # beside the spawned processes: this process's share of the cores, as theirs
                         _import_engine()  # first, so that the native libraries it loads are held too
