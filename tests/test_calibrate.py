@@ -229,12 +229,13 @@ def test_warnings_at_the_range_edge_and_far_above_the_floor(tmp_path: Path, caps
 def test_trials_of_one_run_each_fill_the_workers_and_an_interrupt_stops_them_all(tmp_path: Path):
     # With 2 workers and 1 run a trial, two trials run at once: the second is proposed before the first is
     # scored. Ctrl-C in the middle stops both (no thread left running a trial), and the next run retries both.
+    # The trials are large enough to last longer than the polling below takes to see them running and signal.
     scenario = ic_scenario(tmp_path)
     run(scenario, seed=99, out=tmp_path / "truth")
     out = tmp_path / "cal"
     command = [sys.executable, "-m", "lsbm_sim.cli", "calibrate", str(scenario), "--real", str(tmp_path / "truth"),
                "--param", "behavior.p=0.03..0.3:log", "--trials", "40", "--replications", "1", "--workers", "2",
-               "--out", str(out), "--set", "population.size=60000"]  # fmt: skip
+               "--out", str(out), "--set", "population.size=300000"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -261,6 +262,6 @@ def test_trials_of_one_run_each_fill_the_workers_and_an_interrupt_stops_them_all
     assert second.datetime_start < first.datetime_complete  # proposed while the first was still running
 
     calibrate(scenario, tmp_path / "truth", ["behavior.p=0.03..0.3:log"], trials=len(done) + 2, out=out,
-              workers=2, replications=1, overrides=["population.size=60000"], bootstrap=0)  # fmt: skip
+              workers=2, replications=1, overrides=["population.size=300000"], bootstrap=0)  # fmt: skip
     retries = {t.user_attrs.get("retry_of") for t in trials_of(out) if t.state == optuna.trial.TrialState.COMPLETE}
     assert {t.number for t in stopped} <= retries
