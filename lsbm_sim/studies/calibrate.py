@@ -44,6 +44,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -280,54 +281,56 @@ def calibrate(
     check = {"cascades": halves["cascades"][1] if "cascades" in halves else None,
              "posts": halves["posts"][1] if "posts" in halves else None}  # fmt: skip
 
-    # Started before the study is opened, so that the worker processes start (and import the simulator) while
-    # Optuna opens its database, instead of after.
-    with kept_workers(workers if executor == "local" else 1):
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        lock = open(out / ".lock", "w")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LsbmError(f"{out}: another calibration is running in this folder") from None
-        try:
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, trials // 3)))
-            study = optuna.create_study(
-                study_name=STUDY, storage=f"sqlite:///{out / 'study.db'}", sampler=sampler, direction="minimize",
-                load_if_exists=True,
-            )  # fmt: skip
-            previous = study.user_attrs.get("config")
-            if previous is None:
-                study.set_user_attr("config", json.loads(json.dumps(config, default=str)))
-            elif previous != json.loads(json.dumps(config, default=str)):
-                raise LsbmError(f"{out}: holds a calibration with other settings (scenario, real data, parameters, "
-                                "replications, seed or objective); choose another --out")  # fmt: skip
-            _retry_unfinished(study, TrialState)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = open(out / ".lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise LsbmError(f"{out}: another calibration is running in this folder") from None
+    # The worker processes are started before the study is opened, so that they start (and import the simulator)
+    # while Optuna opens its database; they are stopped when the trials end.
+    workers_kept = ExitStack()
+    workers_kept.enter_context(kept_workers(workers if executor == "local" else 1))
+    try:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, trials // 3)))
+        study = optuna.create_study(
+            study_name=STUDY, storage=f"sqlite:///{out / 'study.db'}", sampler=sampler, direction="minimize",
+            load_if_exists=True,
+        )  # fmt: skip
+        previous = study.user_attrs.get("config")
+        if previous is None:
+            study.set_user_attr("config", json.loads(json.dumps(config, default=str)))
+        elif previous != json.loads(json.dumps(config, default=str)):
+            raise LsbmError(f"{out}: holds a calibration with other settings (scenario, real data, parameters, "
+                            "replications, seed or objective); choose another --out")  # fmt: skip
+        _retry_unfinished(study, TrialState)
 
-            def attributes(runs: dict[str, pd.DataFrame], found: dict[str, Any]) -> dict[str, Any]:
-                """What a trial records beside its score: the KS distances it was scored on, how many trees."""
-                attrs: dict[str, Any] = {}
-                cascades = found.get("cascades")
-                if cascades is not None:
-                    for row in cascades.table.itertuples(index=False):
-                        attrs[f"ks:{row.metric}"] = None if pd.isna(row.ks_overall) else float(row.ks_overall)
-                        attrs[f"matched:{row.metric}"] = None if pd.isna(row.ks_matched) else float(row.ks_matched)
-                    attrs["simulated_cascades"] = len(runs["cascades"])
-                if "rates" in found:
-                    attrs["rates_score"] = found["rates"].score()
-                return attrs
+        def attributes(runs: dict[str, pd.DataFrame], found: dict[str, Any]) -> dict[str, Any]:
+            """What a trial records beside its score: the KS distances it was scored on, how many trees."""
+            attrs: dict[str, Any] = {}
+            cascades = found.get("cascades")
+            if cascades is not None:
+                for row in cascades.table.itertuples(index=False):
+                    attrs[f"ks:{row.metric}"] = None if pd.isna(row.ks_overall) else float(row.ks_overall)
+                    attrs[f"matched:{row.metric}"] = None if pd.isna(row.ks_matched) else float(row.ks_matched)
+                attrs["simulated_cascades"] = len(runs["cascades"])
+            if "rates" in found:
+                attrs["rates_score"] = found["rates"].score()
+            return attrs
 
-            def simulate_values(values: dict[str, Any]) -> dict[str, pd.DataFrame]:
-                return fit.simulate(spec, values, replications, executor, workers, ray_address)
+        def simulate_values(values: dict[str, Any]) -> dict[str, pd.DataFrame]:
+            return fit.simulate(spec, values, replications, executor, workers, ray_address)
 
-            # Trials in flight at once: enough that their runs fill the workers (a trial of 1 run leaves the other
-            # workers idle). The sampler proposes that many before it hears back, so a study is the same for the
-            # same number in flight, whatever else differs.
-            in_flight = trials_in_flight(workers if executor == "local" else 1, replications)
-            # The best trial of this session and its runs: the report compares them again, with bootstrap intervals,
-            # and running them a second time (same seeds, same runs) would cost a whole trial after all the others.
-            best_here: tuple[int, float, dict[str, pd.DataFrame]] | None = None
+        # Trials in flight at once: enough that their runs fill the workers (a trial of 1 run leaves the other
+        # workers idle). The sampler proposes that many before it hears back, so a study is the same for the
+        # same number in flight, whatever else differs.
+        in_flight = trials_in_flight(workers if executor == "local" else 1, replications)
+        # The best trial of this session and its runs: the report compares them again, with bootstrap intervals,
+        # and running them a second time (same seeds, same runs) would cost a whole trial after all the others.
+        best_here: tuple[int, float, dict[str, pd.DataFrame]] | None = None
+        with workers_kept:
             while (done := _finished(study, TrialState)) < trials:
                 # The study's records are written whole: a signal that comes while they are written waits for
                 # the end of the block (a commit cut short would leave the study unreadable).
@@ -362,41 +365,40 @@ def calibrate(
                 runs = best_here[2]
             else:  # the best trial ran in an earlier session of this study: its runs again (same seeds, same runs)
                 runs = fit.simulate(spec, best.params, replications, executor, workers, ray_address)
-            fit_found = fit.compare(runs, bootstrap=bootstrap, floor_splits=20, seed=seed)
-            check_found = fit.compare(runs, check["cascades"], check["posts"], bootstrap=bootstrap, floor_splits=20,
-                                      seed=seed)  # fmt: skip
-            report = out / "report"
-            if "cascades" in check_found:
-                report = check_found["cascades"].report(report)
-            if "rates" in check_found:
-                (out / "report").mkdir(parents=True, exist_ok=True)
-                rates = json.dumps(check_found["rates"].to_dict(), indent=2, default=str)
-                _write_atomic(out / "report" / "rates.json", rates)
-                report = report if "cascades" in check_found else out / "report" / "rates.json"
-            fit_score, check_score = fit.score(fit_found), fit.score(check_found)
-            description = fit.describe(fit_found)
-            warnings = edge_warnings(params, best.params) + floor_warnings(fit_score, fit.floor(fit_found))
-            for line in warnings:
-                log.warning(line)
-            scenario_path = write_calibrated(spec, best.params, out / "calibrated.yaml", config, fit_score, check_score,
-                                             description)  # fmt: skip
-            table = study.trials_dataframe(attrs=("number", "value", "params", "state", "user_attrs"))
-            summary = {
-                "best": best.params, "best_trial": best.number, "fit_score": fit_score, "check_score": check_score,
-                "floor": fit.floor(fit_found), "objective": description, "warnings": warnings,
-                "fit": {k: v.to_dict() for k, v in fit_found.items()}, "check": {k: v.to_dict() for k, v in check_found.items()},
-                "trials_finished": _finished(study, TrialState), "real": config.get("real"),
-                "impressions": config.get("impressions"),
-                "real_cascades": {"fit": len(halves["cascades"][0]), "check": len(halves["cascades"][1])} if "cascades" in halves else None,
-                "real_posts": {"fit": len(halves["posts"][0]), "check": len(halves["posts"][1])} if "posts" in halves else None,
-                "seconds_this_session": time.perf_counter() - started,
-                "trials": json.loads(table.to_json(orient="records")),
-            }  # fmt: skip
-            _write_atomic(out / "calibration.json", json.dumps(summary, indent=2, default=str))
-            return CalibrationResult(best.params, fit_score, check_score, table, scenario_path, report, out, warnings)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            lock.close()
+        fit_found = fit.compare(runs, bootstrap=bootstrap, floor_splits=20, seed=seed)
+        check_found = fit.compare(runs, check["cascades"], check["posts"], bootstrap=bootstrap, floor_splits=20, seed=seed)
+        report = out / "report"
+        if "cascades" in check_found:
+            report = check_found["cascades"].report(report)
+        if "rates" in check_found:
+            (out / "report").mkdir(parents=True, exist_ok=True)
+            _write_atomic(out / "report" / "rates.json", json.dumps(check_found["rates"].to_dict(), indent=2, default=str))
+            report = report if "cascades" in check_found else out / "report" / "rates.json"
+        fit_score, check_score = fit.score(fit_found), fit.score(check_found)
+        description = fit.describe(fit_found)
+        warnings = edge_warnings(params, best.params) + floor_warnings(fit_score, fit.floor(fit_found))
+        for line in warnings:
+            log.warning(line)
+        scenario_path = write_calibrated(spec, best.params, out / "calibrated.yaml", config, fit_score, check_score,
+                                         description)  # fmt: skip
+        table = study.trials_dataframe(attrs=("number", "value", "params", "state", "user_attrs"))
+        summary = {
+            "best": best.params, "best_trial": best.number, "fit_score": fit_score, "check_score": check_score,
+            "floor": fit.floor(fit_found), "objective": description, "warnings": warnings,
+            "fit": {k: v.to_dict() for k, v in fit_found.items()}, "check": {k: v.to_dict() for k, v in check_found.items()},
+            "trials_finished": _finished(study, TrialState), "real": config.get("real"),
+            "impressions": config.get("impressions"),
+            "real_cascades": {"fit": len(halves["cascades"][0]), "check": len(halves["cascades"][1])} if "cascades" in halves else None,
+            "real_posts": {"fit": len(halves["posts"][0]), "check": len(halves["posts"][1])} if "posts" in halves else None,
+            "seconds_this_session": time.perf_counter() - started,
+            "trials": json.loads(table.to_json(orient="records")),
+        }  # fmt: skip
+        _write_atomic(out / "calibration.json", json.dumps(summary, indent=2, default=str))
+        return CalibrationResult(best.params, fit_score, check_score, table, scenario_path, report, out, warnings)
+    finally:
+        workers_kept.close()  # (already closed when the trials ended)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
 
 
 def trials_in_flight(workers: int | None, replications: int) -> int:
