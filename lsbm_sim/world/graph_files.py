@@ -20,7 +20,7 @@ from lsbm_sim.errors import DataError, ScenarioError
 from lsbm_sim.scenario import NetworkSpec
 
 
-from lsbm_sim.world.network import Network, edges_of, first_of_runs, undirected
+from lsbm_sim.world.network import Network, edges_of, first_of_runs, keys_of, undirected
 
 
 def _sniff_delimiter(line: str) -> str | None:
@@ -271,8 +271,7 @@ def _drop_loops_and_duplicates(
     if not keep.all():
         src, dst = src[keep], dst[keep]
     if directed:
-        key = np.multiply(src, max(n, 1), dtype=np.int64)
-        key += dst
+        key = keys_of(src, dst, n)
     else:
         key = np.minimum(src, dst).astype(np.int64, copy=False)
         key *= max(n, 1)

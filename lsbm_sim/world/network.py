@@ -49,8 +49,7 @@ class Network:
         # argsort (or a stable sort) is needed, and a million-node graph sorts in a fraction of a second.
         # Every array made here is written in place where it can be: at ten million edges each temporary is
         # 80 MB of fresh memory, and touching fresh memory costs more than the arithmetic (benchmarks/RESULTS.md).
-        key = np.multiply(self.source, max(self.n, 1), dtype=np.int64)
-        key += self.target
+        key = keys_of(self.source, self.target, self.n)
         key.sort()
         self.source, self.target = edges_of(key, self.n)
         counts = np.bincount(self.source, minlength=self.n)
@@ -290,6 +289,13 @@ def follower_edges(
         np.subtract.at(missing, new // n, 1)
         extra = np.sort(np.concatenate([extra, new]))
     return edges_of(np.concatenate([key, extra]) if len(extra) else key, n)
+
+
+def keys_of(source: np.ndarray, target: np.ndarray, n: int) -> np.ndarray:
+    """One int64 key per edge, source * n + target (sorting the keys sorts the edges), with one array made."""
+    key = np.multiply(source, max(n, 1), dtype=np.int64)
+    key += target
+    return key
 
 
 def edges_of(key: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

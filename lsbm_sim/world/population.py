@@ -45,7 +45,7 @@ class Population:
     personas: list[str]
     dispositions: np.ndarray
     activity: np.ndarray
-    trait_codes: dict[str, tuple[np.ndarray, list]]
+    trait_codes: dict[str, tuple[np.ndarray, list | pd.Index]]
     """Per trait: each person's code and the values the codes stand for (`traits` as plain arrays)."""
     node_labels: list | None = None
 
@@ -55,7 +55,8 @@ class Population:
         looks at traits (and `lsbm-sim validate`) does not import pandas for them."""
         import pandas as pd
 
-        return pd.DataFrame({name: pd.Categorical.from_codes(codes, values) for name, (codes, values) in self.trait_codes.items()})
+        columns = {name: pd.Categorical.from_codes(codes, values) for name, (codes, values) in self.trait_codes.items()}
+        return pd.DataFrame(columns)
 
     def reordered(self, order: np.ndarray, node_labels: list | None) -> Population:
         """The same people in another order (person i of the result is person order[i] here)."""
