@@ -181,15 +181,17 @@ def sweep(
     spec = load_scenario(scenario)
     grid = dict(grid or {})
     jobs = make_jobs(grid, replications, spec.seed if seed is None else seed)
-    local = None
-    if executor == "local" and (workers or os.cpu_count() or 1) not in _kept_pools:
-        # Started now, so that the processes start while this one checks the grid and reads finished runs.
-        local = LocalWorkers(min(workers or os.cpu_count() or 1, len(jobs)))
+    local = owned = None
+    if executor == "local":
+        runners = workers or os.cpu_count() or 1
+        # The kept ones (a calibration's), or ones started now, so that their processes start while this one
+        # checks the grid and reads finished runs.
+        local = _kept_pools.get(runners) or (owned := LocalWorkers(min(runners, len(jobs))))
     try:
         return _sweep(spec, grid, jobs, executor, workers, out, keep_runs, ray_address, progress, rows, local)
     finally:
-        if local is not None:
-            local.shutdown()
+        if owned is not None:
+            owned.shutdown()
 
 
 def _sweep(spec, grid, jobs, executor, workers, out, keep_runs, ray_address, progress, rows, local) -> pd.DataFrame:
@@ -234,7 +236,8 @@ def _sweep(spec, grid, jobs, executor, workers, out, keep_runs, ray_address, pro
 
     try:
         if executor == "local":
-            _run_local(todo, data, base_dir, runs_dir, keep_runs, workers, finished, rows, local)
+            runs = str(runs_dir) if runs_dir is not None else None
+            local.run(todo, (data, base_dir, runs, keep_runs, rows), finished)
         else:
             _run_ray(todo, data, base_dir, runs_dir, keep_runs, workers, ray_address, finished, rows)
     except BaseException as exc:
@@ -379,21 +382,6 @@ def _worker_init(parent: int, threads: int | None = None) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="lsbm-parent-watch", daemon=True).start()
-
-
-def _run_local(jobs, data, base_dir, runs_dir, keep_runs, workers, finished, rows_of="items", local=None) -> None:
-    """`jobs` on `local` workers (this process and spawned ones), or on the kept ones for `workers`, or on
-    workers started here and stopped at the end."""
-    workers = workers or os.cpu_count() or 1
-    owned = None
-    if local is None:
-        local = _kept_pools.get(workers) or (owned := LocalWorkers(min(workers, len(jobs))))
-    runs = str(runs_dir) if runs_dir is not None else None
-    try:
-        local.run(jobs, (data, base_dir, runs, keep_runs, rows_of), finished)
-    finally:
-        if owned is not None:
-            owned.shutdown()
 
 
 class LocalWorkers:
